@@ -1,0 +1,3 @@
+"""The Streamlit dashboard: thin pages over ``dashboard.data`` (reads) and
+``surveillance.service`` (clinical writes).  The top layer.
+"""
