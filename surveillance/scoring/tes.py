@@ -1,0 +1,117 @@
+"""Total en-bloc spondylectomy (TES) indication screen (clinical-reference §11.3).
+
+Technique: Tomita K et al., Spine 1997;22:324–333.  The criteria are the review's,
+shown as a **screen, not a rule**: solitary spinal metastasis or ≤ 3 contiguous
+levels; expected survival > 1–2 years; favourable histology (renal, thyroid,
+breast, prostate); ECOG 0–1; Tomita 2–3, or selected cases with Tomita 4–5.
+Only the Tomita band is from a primary source [V2]; the other thresholds are as
+stated in the review [R].
+
+"Expected survival > 1–2 years" is read from the prognostic scores the product
+already has, as an implementation convention [CONV]: met when revised Tokuhashi
+is 12–15 (predicted survival ≥ 1 year) or new Katagiri is low (1-year survival
+91%, 2-year 78%); not met when both say otherwise.
+
+Each criterion is ``met`` / ``not_met`` / ``unknown``; the screen is
+``positive`` (all met, Tomita 2–3), ``selected`` (all met, Tomita 4–5),
+``negative`` (any not met) or ``undetermined``.
+"""
+
+from __future__ import annotations
+
+from surveillance.scoring.performance_status import kps_to_ecog
+from surveillance.scoring.vocab import LEVEL_ORDER, PrimarySite
+
+TABLE_VERSION = "tes-screen-review/1"
+CITATION = "Tomita K et al. Spine 1997;22(3):324–333; criteria as stated in the review"
+FAVOURABLE_SITES = frozenset({PrimarySite.KIDNEY, PrimarySite.THYROID, PrimarySite.BREAST, PrimarySite.PROSTATE})
+MAX_CONTIGUOUS_LEVELS = 3
+
+MET, NOT_MET, UNKNOWN = "met", "not_met", "unknown"
+
+
+def _tri(values: set[bool]) -> str:
+    if values == {True}:
+        return MET
+    if values == {False}:
+        return NOT_MET
+    return UNKNOWN
+
+
+def spinal_blocks(level_sets: list[tuple]) -> list[list]:
+    """Group the lesions' levels into contiguous blocks, cranio-caudal."""
+    levels = sorted({lv for levels in level_sets for lv in levels}, key=LEVEL_ORDER.__getitem__)
+    blocks: list[list] = []
+    for lv in levels:
+        if blocks and LEVEL_ORDER[lv] == LEVEL_ORDER[blocks[-1][-1]] + 1:
+            blocks[-1].append(lv)
+        else:
+            blocks.append([lv])
+    return blocks
+
+
+def compute_tes_screen(
+    *,
+    sites: tuple[PrimarySite, ...],
+    lesion_levels: list[tuple],
+    ecog: int | None,
+    kps: int | None,
+    tomita_totals: tuple[int, ...],
+    tokuhashi_totals: tuple[int, ...],
+    katagiri_totals: tuple[int, ...],
+) -> dict:
+    criteria = {}
+    blocks = spinal_blocks(lesion_levels)
+    if not blocks:
+        criteria["solitary_or_le3_contiguous"] = UNKNOWN
+    else:
+        criteria["solitary_or_le3_contiguous"] = (
+            MET if len(blocks) == 1 and len(blocks[0]) <= MAX_CONTIGUOUS_LEVELS else NOT_MET
+        )
+
+    # Met if either score says long survival; an unavailable score could say so.
+    tokuhashi_says = {t >= 12 for t in tokuhashi_totals} or {True, False}
+    katagiri_says = {k <= 3 for k in katagiri_totals} or {True, False}
+    long_survival = {t or k for t in tokuhashi_says for k in katagiri_says}
+    if not tokuhashi_totals and not katagiri_totals:
+        long_survival = set()
+    criteria["expected_survival_gt_1_2_years"] = _tri(long_survival) if long_survival else UNKNOWN
+
+    criteria["favourable_histology"] = _tri({s in FAVOURABLE_SITES for s in sites}) if sites else UNKNOWN
+
+    if ecog is not None:
+        criteria["ecog_0_1"] = MET if ecog <= 1 else NOT_MET
+    elif kps is not None:
+        criteria["ecog_0_1"] = MET if kps_to_ecog(kps) <= 1 else NOT_MET
+    else:
+        criteria["ecog_0_1"] = UNKNOWN
+
+    if not tomita_totals:
+        tomita_state = UNKNOWN
+    elif max(tomita_totals) <= 3:
+        tomita_state = MET
+    elif min(tomita_totals) >= 6:
+        tomita_state = NOT_MET
+    elif min(tomita_totals) >= 4 and max(tomita_totals) <= 5:
+        tomita_state = "selected"
+    else:
+        tomita_state = UNKNOWN
+    criteria["tomita_2_3_or_selected_4_5"] = tomita_state
+
+    others = [v for k, v in criteria.items() if k != "tomita_2_3_or_selected_4_5"]
+    if NOT_MET in others or tomita_state == NOT_MET:
+        result = "negative"
+    elif all(v == MET for v in others) and tomita_state == MET:
+        result = "positive"
+    elif all(v == MET for v in others) and tomita_state == "selected":
+        result = "selected"
+    else:
+        result = "undetermined"
+    return {
+        "result": result,
+        "criteria": criteria,
+        "screen_only": True,
+        "note": "A screen, not a rule: the review's criteria; survival read from Tokuhashi/Katagiri bands [CONV].",
+        "citation": CITATION,
+        "table_version": TABLE_VERSION,
+    }
