@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: they generate data, measure and print figures (never tests)."""
