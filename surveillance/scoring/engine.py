@@ -23,7 +23,7 @@ from surveillance.scoring.katagiri import compute_katagiri, lab_flags
 from surveillance.scoring.lmnop import compute_lmnop
 from surveillance.scoring.performance_status import ecog_to_kps_values, kps_to_ecog
 from surveillance.scoring.ranges import ScoreResult, union_results
-from surveillance.scoring.tes import compute_tes_screen
+from surveillance.scoring.tes import compute_tes_screen, extent_of
 from surveillance.scoring.tokuhashi import compute_tokuhashi
 from surveillance.scoring.tomita import compute_tomita
 from surveillance.scoring.vocab import CASE_FORMAT_VERSION, PrimarySite
@@ -46,7 +46,8 @@ def score_lesion_sins(lesion: LesionInput) -> ScoreResult:
     )
 
 
-def _per_site(sites: tuple[PrimarySite, ...], compute: Callable[[PrimarySite | None], ScoreResult]) -> ScoreResult:
+def for_sites(sites: tuple[PrimarySite, ...], compute: Callable[[PrimarySite | None], ScoreResult]) -> ScoreResult:
+    """``compute`` for each candidate site, united; ``compute(None)`` when the histology is unknown."""
     if not sites:
         return compute(None)
     results = [compute(site) for site in sites]
@@ -76,13 +77,13 @@ def score_systems(case: CaseInput) -> dict[str, ScoreResult]:
         )
 
     results = {
-        "tomita": _per_site(
+        "tomita": for_sites(
             sites,
             lambda site: compute_tomita(
                 site, v.status, v.treatable, case.brain_metastases, **counts, single_contiguous_lesion=contiguous
             ),
         ),
-        "revised_tokuhashi": _per_site(
+        "revised_tokuhashi": for_sites(
             sites,
             lambda site: compute_tokuhashi(
                 site,
@@ -95,17 +96,19 @@ def score_systems(case: CaseInput) -> dict[str, ScoreResult]:
                 frankel_grade=case.frankel_grade,
             ),
         ),
-        "bauer": _per_site(sites, lambda site: compute_bauer(**bauer_args(site))),
-        "modified_bauer": _per_site(sites, lambda site: compute_modified_bauer(**bauer_args(site))),
+        "bauer": for_sites(sites, lambda site: compute_bauer(**bauer_args(site))),
+        "modified_bauer": for_sites(sites, lambda site: compute_modified_bauer(**bauer_args(site))),
     }
 
     def nesms_for(site):
         mb = compute_modified_bauer(**bauer_args(site))
-        return nesms.compute_nesms(mb.possible_totals, tuple(mb.missing), case.ambulatory_status, case.albumin_g_dl)
+        return nesms.compute_nesms(
+            mb.possible_totals, tuple(mb.missing), case.ambulatory_status, nesms.albumin_normal(case.albumin_g_dl)
+        )
 
-    results["nesms"] = _per_site(sites, nesms_for)
+    results["nesms"] = for_sites(sites, nesms_for)
     labs = lab_flags({field: getattr(case, field) for field, *_ in katagiri.LAB_CUTOFFS})
-    results["new_katagiri"] = _per_site(
+    results["new_katagiri"] = for_sites(
         sites,
         lambda site: compute_katagiri(
             site,
@@ -216,7 +219,7 @@ def score_parsed(case: CaseInput) -> dict[str, Any]:
     )
     out["tes_screen"] = compute_tes_screen(
         sites=sites,
-        lesion_levels=levels,
+        spinal_extent=extent_of(levels),
         ecog=case.ecog,
         kps=case.kps,
         tomita_totals=systems["tomita"].possible_totals,

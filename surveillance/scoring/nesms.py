@@ -88,14 +88,19 @@ _AMBULATION_POINTS = {
 }
 
 
+def albumin_normal(albumin_g_dl: float | None) -> bool | None:
+    """Whether albumin meets the NESMS "normal" cut-off (≥ 3.5 g/dL); ``None`` when unknown."""
+    return None if albumin_g_dl is None else albumin_g_dl >= ALBUMIN_NORMAL_G_DL
+
+
 @lru_cache(maxsize=8192)
 def compute_nesms(
     modified_bauer_totals: tuple[int, ...],
     modified_bauer_missing: tuple[str, ...],
     ambulatory_status: Ambulation | None,
-    albumin_g_dl: float | None,
+    albumin_is_normal: bool | None,
 ) -> ScoreResult:
-    """NESMS from the modified Bauer possible totals, ambulation and albumin."""
+    """NESMS from the modified Bauer possible totals, ambulation and :func:`albumin_normal`."""
     if not modified_bauer_totals:
         return ScoreResult(TABLE, (), [], ["modified Bauer cannot be computed: " + "; ".join(modified_bauer_missing)])
     missing: list[str] = []
@@ -117,13 +122,12 @@ def compute_nesms(
             ambiguities.append(note)
 
     alb = TABLE.item("albumin")
-    if albumin_g_dl is None:
+    if albumin_is_normal is None:
         alb_result = item_result(alb, None, alb.all_points(), missing=True, note="albumin not measured")
         missing.append("albumin")
     else:
-        alb_result = item_result(
-            alb, f"{albumin_g_dl:g} g/dL", [alb.points("normal" if albumin_g_dl >= ALBUMIN_NORMAL_G_DL else "low")]
-        )
+        level = "normal" if albumin_is_normal else "low"
+        alb_result = item_result(alb, alb.label_of(level), [alb.points(level)])
 
     items = [mb_result, amb_result, alb_result]
     totals = possible_sums([i.possible_points for i in items], cap=CEILING)

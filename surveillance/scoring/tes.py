@@ -50,24 +50,38 @@ def spinal_blocks(level_sets: list[tuple]) -> list[list]:
     return blocks
 
 
+def spinal_extent_criterion(levels_covered: int, first_position: int | None, last_position: int | None) -> str:
+    """"Solitary spinal metastasis or ≤ 3 contiguous levels" from the spread of the lesions.
+
+    ``levels_covered`` is the number of distinct levels the lesions cover and
+    the positions are the cranio-caudal indexes of the first and last of them;
+    the disease is one block when it has no gap.
+    """
+    if levels_covered == 0 or first_position is None or last_position is None:
+        return UNKNOWN
+    one_block = last_position - first_position + 1 == levels_covered
+    return MET if one_block and levels_covered <= MAX_CONTIGUOUS_LEVELS else NOT_MET
+
+
+def extent_of(lesion_levels: list[tuple]) -> str:
+    positions = sorted({LEVEL_ORDER[lv] for levels in lesion_levels for lv in levels})
+    if not positions:
+        return UNKNOWN
+    return spinal_extent_criterion(len(positions), positions[0], positions[-1])
+
+
 def compute_tes_screen(
     *,
     sites: tuple[PrimarySite, ...],
-    lesion_levels: list[tuple],
+    spinal_extent: str,
     ecog: int | None,
     kps: int | None,
     tomita_totals: tuple[int, ...],
     tokuhashi_totals: tuple[int, ...],
     katagiri_totals: tuple[int, ...],
 ) -> dict:
-    criteria = {}
-    blocks = spinal_blocks(lesion_levels)
-    if not blocks:
-        criteria["solitary_or_le3_contiguous"] = UNKNOWN
-    else:
-        criteria["solitary_or_le3_contiguous"] = (
-            MET if len(blocks) == 1 and len(blocks[0]) <= MAX_CONTIGUOUS_LEVELS else NOT_MET
-        )
+    """The screen; ``spinal_extent`` is :func:`spinal_extent_criterion` of the patient's lesions."""
+    criteria = {"solitary_or_le3_contiguous": spinal_extent}
 
     # Met if either score says long survival; an unavailable score could say so.
     tokuhashi_says = {t >= 12 for t in tokuhashi_totals} or {True, False}

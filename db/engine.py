@@ -1,0 +1,102 @@
+"""The database engine, from ``DATABASE_URL``, with the reliability settings of design.md.
+
+SQLite (the embedded default): WAL so readers never block the writer,
+``busy_timeout`` so a second writer waits instead of failing, ``foreign_keys=ON``,
+``synchronous=FULL`` so a committed clinical write survives a power loss, and
+write transactions that start with ``BEGIN IMMEDIATE`` — a deferred transaction
+that reads and then writes can fail with "database is locked" at once, ignoring
+the busy timeout.  PostgreSQL (production): a pre-pinged pool.
+
+Use :func:`write_session` for anything that writes and :func:`read_session` for
+reads; both are context managers that commit (or roll back) for you.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+from db.settings import DatabaseSettings
+
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event decide how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: ``DATABASE_URL``)."""
+    settings = DatabaseSettings()
+    url = url or settings.database_url
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is not None:
+            return engine
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+            )
+            _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=10)
+        _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests, forked workers, backup/restore)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, whose transactions take the write lock up front on SQLite."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+
+
+@contextmanager
+def write_session(engine: Engine | None = None) -> Iterator[Session]:
+    """A session for a write transaction: committed on success, rolled back on error."""
+    engine = engine or get_engine()
+    with Session(writer(engine), expire_on_commit=False) as session:
+        with session.begin():
+            yield session
+
+
+@contextmanager
+def read_session(engine: Engine | None = None) -> Iterator[Session]:
+    engine = engine or get_engine()
+    with Session(engine, expire_on_commit=False) as session:
+        yield session

@@ -1,0 +1,573 @@
+"""Every table of the patient store.
+
+Three kinds of table (``shared/design.md``):
+
+* **Facts**, each row dated, written only through ``surveillance.service`` and
+  the importers: patients, spinal lesions and their assessments, imaging,
+  performance status, neurology, labs, metastatic status, bone-modifying agents,
+  dental exams, treatments, skeletal events, Cancer Locomo conditions, board
+  cases.
+* **Derived**, written only by the recompute pipeline: ``patient_state`` (the
+  latest facts per patient, kept current when facts are written so a recompute
+  never re-reads history), ``risk_snapshot`` (the current scores per patient) and
+  its change history, ``alert``, ``job_run``, ``recompute_queue``, ``job_lease``.
+* **Security**: ``app_user`` and ``audit_event``.
+
+Categorical clinical values are stored as the lowercase tokens of the case
+format (``surveillance.scoring.vocab``); ``db`` is the bottom layer and does not
+import them, so the service layer validates every value before it is written.
+Dates of clinical facts are ``date``; every timestamp is UTC-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------------------
+# Security
+# ---------------------------------------------------------------------------
+
+
+class AppUser(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    display_name: str = Field(max_length=128)
+    role: str = Field(max_length=16)  # nurse | physician | lead | admin
+    department: str | None = Field(default=None, max_length=64)
+    password_hash: str = Field(max_length=256)
+    active: bool = Field(default=True)
+    failed_logins: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None)
+    password_changed_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+    version: int = Field(default=1)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only, hash-chained: ``hash = sha256(prev_hash + canonical(event))``."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=64, index=True)  # username, or "system:<service>"
+    action: str = Field(max_length=64, index=True)
+    patient_id: int | None = Field(default=None, index=True)
+    target: str | None = Field(default=None, max_length=128)
+    outcome: str = Field(default="success", max_length=16)
+    detail: str = Field(default="{}")  # canonical JSON
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+# ---------------------------------------------------------------------------
+# Facts
+# ---------------------------------------------------------------------------
+
+
+class Patient(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    mrn: str = Field(max_length=32, unique=True, index=True)
+    family_name: str = Field(max_length=128)
+    given_name: str = Field(max_length=128)
+    birth_date: date | None = Field(default=None)
+    sex: str | None = Field(default=None, max_length=16)
+    department: str | None = Field(default=None, max_length=64, index=True)
+    primary_site: str | None = Field(default=None, max_length=32)  # case-format code
+    primary_histology: str | None = Field(default=None, max_length=256)
+    hormone_dependent: bool | None = Field(default=None)
+    molecular_targeted_therapy: bool | None = Field(default=None)
+    previous_chemotherapy: bool | None = Field(default=None)
+    fit_for_surgery: bool | None = Field(default=None)
+    status: str = Field(default="active", max_length=16)  # active | deceased | transferred | on_hold
+    status_on: date | None = Field(default=None)
+    deceased_on: date | None = Field(default=None)
+    registered_on: date = Field(default_factory=lambda: utcnow().date())
+    assigned_nurse_id: int | None = Field(default=None, foreign_key="app_user.id", index=True)
+    zoledronic_regimen: str | None = Field(default=None, max_length=8)  # q4w | q12w (per patient)
+    bma_not_indicated_reason: str | None = Field(default=None, max_length=256)
+    denosumab_transition_plan: str | None = Field(default=None, max_length=256)
+    source_system: str | None = Field(default=None, max_length=64)
+    source_id: str | None = Field(default=None, max_length=128, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    version: int = Field(default=1)
+
+
+class SpinalLesion(SQLModel, table=True):
+    """A lesion, with its current assessment copied from the latest ``LesionAssessment``."""
+
+    __tablename__ = "spinal_lesion"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    level: str = Field(max_length=8)
+    level_span_end: str | None = Field(default=None, max_length=8)  # last level of a contiguous span
+    first_seen_on: date
+    active: bool = Field(default=True)
+    pain: str | None = Field(default=None, max_length=16)
+    lesion_type: str | None = Field(default=None, max_length=16)
+    alignment: str | None = Field(default=None, max_length=16)
+    collapse: str | None = Field(default=None, max_length=24)
+    posterolateral: str | None = Field(default=None, max_length=16)
+    bilsky_escc: str | None = Field(default=None, max_length=4)
+    wbb_zones: str | None = Field(default=None, max_length=64)  # "3,4,5"
+    wbb_layers: str | None = Field(default=None, max_length=16)  # "B,C"
+    wbb_numbering: str | None = Field(default=None, max_length=24)
+    assessed_on: date | None = Field(default=None)
+    version: int = Field(default=1)
+
+
+class LesionAssessment(SQLModel, table=True):
+    __tablename__ = "lesion_assessment"
+    __table_args__ = (sa.Index("ix_lesion_assessment_lesion_date", "lesion_id", "assessed_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lesion_id: int = Field(foreign_key="spinal_lesion.id")
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    assessed_on: date
+    imaging_study_id: int | None = Field(default=None, foreign_key="imaging_study.id")
+    pain: str | None = Field(default=None, max_length=16)
+    lesion_type: str | None = Field(default=None, max_length=16)
+    alignment: str | None = Field(default=None, max_length=16)
+    collapse: str | None = Field(default=None, max_length=24)
+    posterolateral: str | None = Field(default=None, max_length=16)
+    bilsky_escc: str | None = Field(default=None, max_length=4)
+    recorded_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ImagingStudy(SQLModel, table=True):
+    __tablename__ = "imaging_study"
+    __table_args__ = (sa.Index("ix_imaging_patient_date", "patient_id", "performed_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    performed_on: date
+    modality: str = Field(max_length=16)  # mri | ct | pet_ct | bone_scan | xray
+    region: str = Field(max_length=24)  # whole_spine | cervical | thoracic | lumbar | sacral | other
+    findings: str | None = Field(default=None)
+    source_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PerformanceStatus(SQLModel, table=True):
+    __tablename__ = "performance_status"
+    __table_args__ = (sa.Index("ix_ps_patient_date", "patient_id", "recorded_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    recorded_on: date
+    ecog: int | None = Field(default=None)
+    kps: int | None = Field(default=None)
+    source_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class NeuroStatus(SQLModel, table=True):
+    __tablename__ = "neuro_status"
+    __table_args__ = (sa.Index("ix_neuro_patient_date", "patient_id", "recorded_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    recorded_on: date
+    frankel_grade: str | None = Field(default=None, max_length=1)
+    ambulatory_status: str | None = Field(default=None, max_length=24)
+    new_deficit: bool = Field(default=False)  # new motor, sensory or bladder symptoms
+    pain_suggests_cord_compression: bool = Field(default=False)
+    new_spinal_pain: bool = Field(default=False)  # suggestive of metastasis, no neurological signs
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LabResult(SQLModel, table=True):
+    __tablename__ = "lab_result"
+    __table_args__ = (sa.Index("ix_lab_patient_test_date", "patient_id", "test", "collected_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    collected_on: date
+    test: str = Field(max_length=24)  # albumin | crp | ldh | platelets | calcium | bilirubin | creatinine
+    loinc: str | None = Field(default=None, max_length=16)
+    value: float
+    unit: str = Field(max_length=16)  # the canonical unit of the test (see surveillance.labs)
+    source_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MetastaticStatus(SQLModel, table=True):
+    __tablename__ = "metastatic_status"
+    __table_args__ = (sa.Index("ix_metastatic_patient_date", "patient_id", "recorded_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    recorded_on: date
+    visceral_status: str | None = Field(default=None, max_length=16)  # none | nodular | disseminated
+    visceral_treatable: bool | None = Field(default=None)
+    visceral_removable: bool | None = Field(default=None)
+    brain_metastases: bool | None = Field(default=None)
+    extraspinal_bone_metastases: int | None = Field(default=None)
+    vertebral_body_metastases: int | None = Field(default=None)  # explicit count; else derived from lesions
+    extraspinal_pathological_fracture: bool | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class BmaAdministration(SQLModel, table=True):
+    __tablename__ = "bma_administration"
+    __table_args__ = (sa.Index("ix_bma_patient_date", "patient_id", "given_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    given_on: date
+    agent: str = Field(max_length=24)  # denosumab | zoledronic_acid | pamidronate
+    dose_mg: float
+    sre_prevention: bool = Field(default=True)  # False for 60 mg osteoporosis-dose denosumab
+    source_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DentalExam(SQLModel, table=True):
+    __tablename__ = "dental_exam"
+    __table_args__ = (sa.Index("ix_dental_patient_date", "patient_id", "examined_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    examined_on: date
+    onj_suspected: bool = Field(default=False)
+    findings: str | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Treatment(SQLModel, table=True):
+    __table_args__ = (sa.Index("ix_treatment_patient_date", "patient_id", "started_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    kind: str = Field(max_length=16)  # radiotherapy | surgery | systemic
+    modality: str = Field(max_length=32)  # cebrt | sbrt | srs | tes | en_bloc | separation | ... | chemotherapy
+    started_on: date
+    ended_on: date | None = Field(default=None)
+    level: str | None = Field(default=None, max_length=8)
+    to_bone: bool = Field(default=False)
+    dose_gy: float | None = Field(default=None)
+    fractions: int | None = Field(default=None)
+    separation_margin_mm: float | None = Field(default=None)
+    emergency: bool = Field(default=False)
+    source_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SkeletalEvent(SQLModel, table=True):
+    __tablename__ = "skeletal_event"
+    __table_args__ = (
+        sa.Index("ix_sre_patient_date", "patient_id", "occurred_on"),
+        sa.Index("ix_sre_date_type", "occurred_on", "event_type"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    occurred_on: date
+    event_type: str = Field(max_length=40)  # surveillance.scoring.sre.SreType
+    level: str | None = Field(default=None, max_length=8)
+    emergency: bool = Field(default=False)
+    source_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LocomoConditionRecord(SQLModel, table=True):
+    __tablename__ = "locomo_condition"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    condition: str = Field(max_length=48)  # surveillance.locomo.LocomoCondition
+    onset_on: date
+    resolved_on: date | None = Field(default=None)
+    management_plan: str | None = Field(default=None, max_length=256)
+    orthopaedic_review_on: date | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class BoardCase(SQLModel, table=True):
+    __tablename__ = "board_case"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    queued_on: date
+    reason: str = Field(max_length=256)
+    decided_on: date | None = Field(default=None)
+    decision: str | None = Field(default=None)
+    decided_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    version: int = Field(default=1)
+
+
+# ---------------------------------------------------------------------------
+# Derived (written by the pipeline and by the fact writers' state refresh)
+# ---------------------------------------------------------------------------
+
+
+class PatientState(SQLModel, table=True):
+    """The latest facts of one patient, so a recompute reads one row, not the history.
+
+    Rebuilt from the facts by ``surveillance.state.refresh_patient_state`` in the
+    same transaction as every fact write; ``previous_*`` columns hold the record
+    before the latest, for decline rules.
+    """
+
+    __tablename__ = "patient_state"
+
+    patient_id: int = Field(foreign_key="patient.id", primary_key=True)
+    ecog: int | None = None
+    ecog_on: date | None = None
+    previous_ecog: int | None = None
+    kps: int | None = None
+    kps_on: date | None = None
+    frankel_grade: str | None = Field(default=None, max_length=1)
+    previous_frankel_grade: str | None = Field(default=None, max_length=1)
+    ambulatory_status: str | None = Field(default=None, max_length=24)
+    previous_ambulatory_status: str | None = Field(default=None, max_length=24)
+    neuro_on: date | None = None
+    new_deficit_on: date | None = None
+    cord_compression_pain_on: date | None = None
+    new_spinal_pain_on: date | None = None
+    albumin_g_dl: float | None = None
+    albumin_on: date | None = None
+    crp_mg_dl: float | None = None
+    ldh_u_l: float | None = None
+    platelets_per_ul: float | None = None
+    calcium_mg_dl: float | None = None
+    calcium_on: date | None = None
+    total_bilirubin_mg_dl: float | None = None
+    creatinine_mg_dl: float | None = None
+    creatinine_on: date | None = None
+    creatinine_baseline_mg_dl: float | None = None
+    labs_on: date | None = None
+    visceral_status: str | None = Field(default=None, max_length=16)
+    visceral_treatable: bool | None = None
+    visceral_removable: bool | None = None
+    brain_metastases: bool | None = None
+    extraspinal_bone_metastases: int | None = None
+    vertebral_body_metastases: int | None = None
+    extraspinal_pathological_fracture: bool | None = None
+    lesion_count: int = 0
+    last_new_lesion_on: date | None = None
+    last_imaging_on: date | None = None
+    bma_agent: str | None = Field(default=None, max_length=24)
+    bma_first_on: date | None = None
+    bma_last_on: date | None = None
+    bma_last_dose_mg: float | None = None
+    bma_sre_prevention: bool | None = None
+    denosumab_last_on: date | None = None
+    zoledronic_first_on: date | None = None
+    dental_before_first_bma: bool | None = None
+    dental_last_on: date | None = None
+    onj_suspected: bool = False
+    last_spine_sbrt_on: date | None = None
+    separation_surgery_on: date | None = None
+    separation_margin_mm: float | None = None
+    on_cancer_therapy: bool = False
+    sre_count: int = 0
+    last_sre_on: date | None = None
+    locomo_types: int = 0  # bit 1, 2, 4 for types 1, 2, 3
+    locomo_type2_without_plan: bool = False
+    locomo_type3_last_review_on: date | None = None  # latest orthopaedic review of an active type-3 condition
+    board_decided_on: date | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RecomputeQueue(SQLModel, table=True):
+    """Patients whose facts changed since they were last scored (one row per change)."""
+
+    __tablename__ = "recompute_queue"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(index=True)
+    queued_at: datetime = Field(default_factory=utcnow)
+
+
+class RiskSnapshot(SQLModel, table=True):
+    """The current scores of one patient (one row per patient; history in ``risk_snapshot_history``).
+
+    ``*_mask`` columns hold the possible totals as a bit set (bit ``t`` set when
+    total ``t`` is reachable); ``*_total`` is the total when exactly one is.
+    """
+
+    __tablename__ = "risk_snapshot"
+    __table_args__ = (
+        sa.Index("ix_snapshot_active_priority", "active", "priority"),
+        sa.Index("ix_snapshot_active_due", "active", "next_imaging_due"),
+        sa.Index("ix_snapshot_nurse_priority", "assigned_nurse_id", "priority"),
+        sa.Index("ix_snapshot_recheck", "recheck_on"),
+    )
+
+    patient_id: int = Field(foreign_key="patient.id", primary_key=True)
+    run_id: int = Field(index=True)
+    computed_at: datetime
+    content_hash: str = Field(max_length=32)
+    active: bool
+    assigned_nurse_id: int | None = None
+    primary_site: str | None = Field(default=None, max_length=32)
+    lesion_count: int = 0
+    sins_worst_mask: int = 0
+    sins_worst_total: int | None = None
+    sins_worst_category: str | None = Field(default=None, max_length=24)
+    bilsky_worst: str | None = Field(default=None, max_length=4)
+    tomita_mask: int = 0
+    tomita_total: int | None = None
+    tomita_band: str | None = Field(default=None, max_length=8)
+    tokuhashi_mask: int = 0
+    tokuhashi_total: int | None = None
+    tokuhashi_band: str | None = Field(default=None, max_length=8)
+    bauer_mask: int = 0
+    bauer_total: int | None = None
+    bauer_band: str | None = Field(default=None, max_length=8)
+    modified_bauer_mask: int = 0
+    modified_bauer_total: int | None = None
+    modified_bauer_band: str | None = Field(default=None, max_length=8)
+    nesms_mask: int = 0
+    nesms_total: int | None = None
+    nesms_band: str | None = Field(default=None, max_length=8)
+    katagiri_mask: int = 0
+    katagiri_total: int | None = None
+    katagiri_band: str | None = Field(default=None, max_length=16)
+    tes_screen: str | None = Field(default=None, max_length=16)
+    locomo_types: int = 0
+    tier: str = Field(max_length=16)  # high | intermediate | low | screening | none
+    last_imaging_on: date | None = None
+    next_imaging_due: date | None = None
+    recheck_on: date | None = None
+    open_alerts: int = 0
+    critical_alerts: int = 0
+    priority: int = Field(default=0)
+    alert_reasons: str | None = Field(default=None, max_length=512)
+    next_bma_due: date | None = None
+
+
+class RiskSnapshotHistory(SQLModel, table=True):
+    """A patient's snapshot each time it changed, for timelines and audit."""
+
+    __tablename__ = "risk_snapshot_history"
+    __table_args__ = (sa.Index("ix_snapshot_history_patient", "patient_id", "run_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int
+    run_id: int
+    computed_at: datetime
+    content_hash: str = Field(max_length=32)
+    sins_worst_mask: int = 0
+    tomita_mask: int = 0
+    tokuhashi_mask: int = 0
+    bauer_mask: int = 0
+    modified_bauer_mask: int = 0
+    nesms_mask: int = 0
+    katagiri_mask: int = 0
+    tier: str = Field(max_length=16)
+    next_imaging_due: date | None = None
+    priority: int = 0
+
+
+class Alert(SQLModel, table=True):
+    """One alert; at most one *active* alert per patient and rule (partial unique index)."""
+
+    __table_args__ = (
+        sa.Index(
+            "ux_alert_active_patient_rule",
+            "patient_id",
+            "rule_id",
+            unique=True,
+            sqlite_where=sa.text("status IN ('open', 'acknowledged', 'snoozed')"),
+            postgresql_where=sa.text("status IN ('open', 'acknowledged', 'snoozed')"),
+        ),
+        sa.Index("ix_alert_status_severity", "status", "severity", "opened_at"),
+        sa.Index("ix_alert_patient_rule_key", "patient_id", "rule_id", "evidence_key"),
+        sa.Index("ix_alert_assignee_status", "assigned_to_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id")
+    rule_id: str = Field(max_length=48)
+    rule_version: str = Field(max_length=16)
+    severity: str = Field(max_length=12)  # critical | high | routine | info
+    status: str = Field(default="open", max_length=16)  # open | acknowledged | snoozed | resolved | dismissed | done
+    title: str = Field(max_length=160)
+    evidence: str = Field(default="{}")  # JSON: the inputs that fired the rule
+    evidence_key: str = Field(max_length=128)  # what makes this episode distinct
+    source: str = Field(max_length=256)
+    opened_at: datetime
+    opened_run_id: int | None = None
+    action_due_at: datetime | None = None
+    escalate_at: datetime | None = None
+    escalated_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    snoozed_until: datetime | None = None
+    snooze_reason: str | None = Field(default=None, max_length=256)
+    assigned_to_id: int | None = Field(default=None, foreign_key="app_user.id")
+    closed_at: datetime | None = None
+    closed_by: str | None = Field(default=None, max_length=64)
+    close_reason: str | None = Field(default=None, max_length=256)
+    action_taken: str | None = Field(default=None, max_length=256)
+    version: int = Field(default=1)
+
+
+class JobRun(SQLModel, table=True):
+    __tablename__ = "job_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # full | incremental
+    trigger: str = Field(max_length=16)  # scheduler | cli | app | missed
+    started_at: datetime = Field(index=True)
+    finished_at: datetime | None = None
+    status: str = Field(max_length=12)  # running | success | failed | missed
+    patients: int = 0
+    snapshots_written: int = 0
+    alerts_opened: int = 0
+    alerts_resolved: int = 0
+    batches: int = 0
+    owner: str | None = Field(default=None, max_length=128)
+    message: str | None = None
+    engine_version: str | None = Field(default=None, max_length=32)
+    rules_version: str | None = Field(default=None, max_length=32)
+    as_of: date | None = None
+
+
+class JobLease(SQLModel, table=True):
+    """A database lease so two scheduler processes never run the same job at once."""
+
+    __tablename__ = "job_lease"
+
+    name: str = Field(primary_key=True, max_length=64)
+    owner: str | None = Field(default=None, max_length=128)
+    until: datetime | None = None
+    heartbeat_at: datetime | None = None
+
+
+class SreMonthly(SQLModel, table=True):
+    """Skeletal events per month, primary site and type: the leads' trend reads this, not raw events."""
+
+    __tablename__ = "sre_monthly"
+
+    month: date = Field(primary_key=True)
+    primary_site: str = Field(primary_key=True, max_length=32)
+    event_type: str = Field(primary_key=True, max_length=40)
+    events: int = 0
+    emergency_events: int = 0
+
+
+class PersonTimeMonthly(SQLModel, table=True):
+    """Patient-days under surveillance per month and primary site (the rate denominator)."""
+
+    __tablename__ = "person_time_monthly"
+
+    month: date = Field(primary_key=True)
+    primary_site: str = Field(primary_key=True, max_length=32)
+    patient_days: int = 0

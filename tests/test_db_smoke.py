@@ -1,0 +1,57 @@
+"""The store itself: migrations, the schema check, and the SQLite settings of design.md."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from db.engine import get_engine, write_session
+from db.models import Patient
+from db.schema import SchemaOutOfDate, current_revision, head_revision, require_current
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_upgrade_reaches_head_and_alembic_check_is_clean(db_url):
+    engine = get_engine(db_url)
+    assert current_revision(engine) == head_revision()
+    require_current(engine)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("alembic")), "-x", f"url={db_url}", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No new upgrade operations detected" in proc.stdout + proc.stderr
+
+
+def test_empty_database_is_refused_with_the_fix(tmp_path):
+    engine = get_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SchemaOutOfDate, match="python -m surveillance db upgrade"):
+        require_current(engine)
+
+
+def test_sqlite_pragmas(tmp_path):
+    from db.schema import upgrade
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+def test_round_trip_keeps_dates_and_utc(engine):
+    from datetime import date
+
+    with write_session(engine) as session:
+        session.add(Patient(mrn="RT1", family_name="Ito", given_name="Aki", birth_date=date(1950, 2, 3)))
+    with write_session(engine) as session:
+        patient = session.exec(__import__("sqlmodel").select(Patient).where(Patient.mrn == "RT1")).one()
+        assert patient.birth_date == date(1950, 2, 3)
+        assert patient.created_at.utcoffset().total_seconds() == 0
