@@ -193,7 +193,10 @@ class BatchScorer:
         key = (level, span_end)
         code = self._span_index.get(key)
         if code is None:
-            first, last = LEVEL_ORDER[Level(level)], LEVEL_ORDER[Level(span_end)] if span_end else LEVEL_ORDER[Level(level)]
+            first, last = (
+                LEVEL_ORDER[Level(level)],
+                LEVEL_ORDER[Level(span_end)] if span_end else LEVEL_ORDER[Level(level)],
+            )
             lo, hi = min(first, last), max(first, last)
             code = len(self._span_tuples)
             self._span_tuples.append(tuple(LEVELS[lo : hi + 1]))
@@ -212,10 +215,19 @@ class BatchScorer:
             dtype=np.int64,
             count=n,
         )
-        tri = {k: patients[k].astype(np.int64) for k in (
-            "hormone_dependent", "molecular_targeted_therapy", "previous_chemotherapy", "fit_for_surgery",
-            "visceral_treatable", "visceral_removable", "brain_metastases", "extraspinal_pathological_fracture",
-        )}
+        tri = {
+            k: patients[k].astype(np.int64)
+            for k in (
+                "hormone_dependent",
+                "molecular_targeted_therapy",
+                "previous_chemotherapy",
+                "fit_for_surgery",
+                "visceral_treatable",
+                "visceral_removable",
+                "brain_metastases",
+                "extraspinal_pathological_fracture",
+            )
+        }
         ecog = _float_codes(patients["ecog"])
         kps = _float_codes(patients["kps"])
         extraspinal = _float_codes(patients["extraspinal_bone_metastases"])
@@ -223,23 +235,29 @@ class BatchScorer:
         vstatus = _codes(patients["visceral_status"], [v.value for v in VisceralStatus])
         ambulation = _codes(patients["ambulatory_status"], [v.value for v in Ambulation])
         frankel = _codes(patients["frankel_grade"], [v.value for v in Frankel])
-        labs = np.stack(
-            [
-                np.where(
-                    np.isnan(patients[field_name]),
-                    -1,
-                    (patients[field_name] >= threshold) if op == "ge" else (patients[field_name] < threshold),
-                ).astype(np.int64)
-                for field_name, _label, _tier, op, threshold in LAB_CUTOFFS
-            ],
-            axis=1,
-        ) if n else np.zeros((0, len(LAB_CUTOFFS)), dtype=np.int64)
+        labs = (
+            np.stack(
+                [
+                    np.where(
+                        np.isnan(patients[field_name]),
+                        -1,
+                        (patients[field_name] >= threshold) if op == "ge" else (patients[field_name] < threshold),
+                    ).astype(np.int64)
+                    for field_name, _label, _tier, op, threshold in LAB_CUTOFFS
+                ],
+                axis=1,
+            )
+            if n
+            else np.zeros((0, len(LAB_CUTOFFS)), dtype=np.int64)
+        )
         albumin = patients["albumin_g_dl"]
         albumin_ok = np.where(np.isnan(albumin), -1, albumin >= nesms.ALBUMIN_NORMAL_G_DL).astype(np.int64)
 
         lesion = self._score_lesions(n, lesions)
         # One contiguous multi-level lesion is "single contiguous"; several lesions are not; none is unknown.
-        contiguous = np.where(lesion["count"] == 0, -1, np.where((lesion["count"] == 1) & (lesion["first_span"] > 1), 1, 0))
+        contiguous = np.where(
+            lesion["count"] == 0, -1, np.where((lesion["count"] == 1) & (lesion["first_span"] > 1), 1, 0)
+        )
         fracture = lesion["fracture"]  # 1: a collapse lt50/gt50, -1: a collapse unknown, 0: neither
         results_masks: dict[str, np.ndarray] = {}
         results_bands: dict[str, np.ndarray] = {}
@@ -266,19 +284,41 @@ class BatchScorer:
             lambda k: for_sites(
                 sites_of(k[0]),
                 lambda s: compute_tomita(
-                    s, _decode(k[1], vs_vocab), _tri_decode(k[2]), _tri_decode(k[3]), _int_decode(k[4]),
-                    _int_decode(k[5]), _tri_decode(k[6]),
+                    s,
+                    _decode(k[1], vs_vocab),
+                    _tri_decode(k[2]),
+                    _tri_decode(k[3]),
+                    _int_decode(k[4]),
+                    _int_decode(k[5]),
+                    _tri_decode(k[6]),
                 ),
             ),
         )
         run(
             "revised_tokuhashi",
-            [site, kps, ecog, extraspinal, vertebral, vstatus, tri["visceral_removable"], tri["brain_metastases"], frankel],
+            [
+                site,
+                kps,
+                ecog,
+                extraspinal,
+                vertebral,
+                vstatus,
+                tri["visceral_removable"],
+                tri["brain_metastases"],
+                frankel,
+            ],
             lambda k: for_sites(
                 sites_of(k[0]),
                 lambda s: compute_tokuhashi(
-                    s, _int_decode(k[1]), _int_decode(k[2]), _int_decode(k[3]), _int_decode(k[4]),
-                    _decode(k[5], vs_vocab), _tri_decode(k[6]), _tri_decode(k[7]), _decode(k[8], list(Frankel)),
+                    s,
+                    _int_decode(k[1]),
+                    _int_decode(k[2]),
+                    _int_decode(k[3]),
+                    _int_decode(k[4]),
+                    _decode(k[5], vs_vocab),
+                    _tri_decode(k[6]),
+                    _tri_decode(k[7]),
+                    _decode(k[8], list(Frankel)),
                 ),
             ),
         )
@@ -286,14 +326,26 @@ class BatchScorer:
         def bauer_kwargs(k: tuple, s: PrimarySite | None) -> dict:
             collapses = {1: (Collapse.LT50,), -1: (None,), 0: ()}[k[6]]
             return dict(
-                site=s, visceral_status=_decode(k[1], vs_vocab), brain_metastases=_tri_decode(k[2]),
-                extraspinal_bone_metastases=_int_decode(k[3]), vertebral_body_metastases=_int_decode(k[4]),
-                single_contiguous_lesion=_tri_decode(k[5]), collapses=collapses,
+                site=s,
+                visceral_status=_decode(k[1], vs_vocab),
+                brain_metastases=_tri_decode(k[2]),
+                extraspinal_bone_metastases=_int_decode(k[3]),
+                vertebral_body_metastases=_int_decode(k[4]),
+                single_contiguous_lesion=_tri_decode(k[5]),
+                collapses=collapses,
                 extraspinal_fracture=_tri_decode(k[7]),
             )
 
-        bauer_keys = [site, vstatus, tri["brain_metastases"], extraspinal, vertebral, contiguous, fracture,
-                      tri["extraspinal_pathological_fracture"]]
+        bauer_keys = [
+            site,
+            vstatus,
+            tri["brain_metastases"],
+            extraspinal,
+            vertebral,
+            contiguous,
+            fracture,
+            tri["extraspinal_pathological_fracture"],
+        ]
         run("bauer", bauer_keys, lambda k: for_sites(sites_of(k[0]), lambda s: compute_bauer(**bauer_kwargs(k, s))))
         run(
             "modified_bauer",
@@ -313,29 +365,66 @@ class BatchScorer:
         run("nesms", [*bauer_keys, ambulation, albumin_ok], nesms_for)
         run(
             "new_katagiri",
-            [site, tri["hormone_dependent"], tri["molecular_targeted_therapy"], vstatus, tri["brain_metastases"],
-             *labs.T, ecog, kps, tri["previous_chemotherapy"], extraspinal, vertebral, contiguous],
+            [
+                site,
+                tri["hormone_dependent"],
+                tri["molecular_targeted_therapy"],
+                vstatus,
+                tri["brain_metastases"],
+                *labs.T,
+                ecog,
+                kps,
+                tri["previous_chemotherapy"],
+                extraspinal,
+                vertebral,
+                contiguous,
+            ],
             lambda k: for_sites(
                 sites_of(k[0]),
                 lambda s: compute_katagiri(
-                    s, _tri_decode(k[1]), _tri_decode(k[2]), _decode(k[3], vs_vocab), _tri_decode(k[4]),
-                    tuple(_tri_decode(x) for x in k[5 : 5 + len(LAB_CUTOFFS)]), _int_decode(k[11]), _int_decode(k[12]),
-                    _tri_decode(k[13]), _int_decode(k[14]), _int_decode(k[15]), _tri_decode(k[16]),
+                    s,
+                    _tri_decode(k[1]),
+                    _tri_decode(k[2]),
+                    _decode(k[3], vs_vocab),
+                    _tri_decode(k[4]),
+                    tuple(_tri_decode(x) for x in k[5 : 5 + len(LAB_CUTOFFS)]),
+                    _int_decode(k[11]),
+                    _int_decode(k[12]),
+                    _tri_decode(k[13]),
+                    _int_decode(k[14]),
+                    _int_decode(k[15]),
+                    _tri_decode(k[16]),
                 ),
             ),
         )
 
         extent = lesion["extent"]
-        tes_matrix = np.stack(
-            [site, extent, ecog, kps, results_masks["tomita"], results_masks["revised_tokuhashi"], results_masks["new_katagiri"]],
-            axis=1,
-        ) if n else np.zeros((0, 7), dtype=np.int64)
+        tes_matrix = (
+            np.stack(
+                [
+                    site,
+                    extent,
+                    ecog,
+                    kps,
+                    results_masks["tomita"],
+                    results_masks["revised_tokuhashi"],
+                    results_masks["new_katagiri"],
+                ],
+                axis=1,
+            )
+            if n
+            else np.zeros((0, 7), dtype=np.int64)
+        )
         extent_vocab = ["met", "not_met", "unknown"]
 
         def tes_for(k: tuple) -> str:
             return compute_tes_screen(
-                sites=sites_of(k[0]), spinal_extent=extent_vocab[k[1]], ecog=_int_decode(k[2]), kps=_int_decode(k[3]),
-                tomita_totals=tuple(totals_of(k[4])), tokuhashi_totals=tuple(totals_of(k[5])),
+                sites=sites_of(k[0]),
+                spinal_extent=extent_vocab[k[1]],
+                ecog=_int_decode(k[2]),
+                kps=_int_decode(k[3]),
+                tomita_totals=tuple(totals_of(k[4])),
+                tokuhashi_totals=tuple(totals_of(k[5])),
                 katagiri_totals=tuple(totals_of(k[6])),
             )["result"]
 
@@ -424,7 +513,9 @@ class BatchScorer:
         assessed = lesions["assessed_on"].astype("datetime64[D]")
         filled = np.where(np.isnat(assessed), np.datetime64("0001-01-01", "D"), assessed)
         latest = np.maximum.reduceat(filled, starts)
-        out["assessed_on"][owners] = np.where(latest == np.datetime64("0001-01-01", "D"), np.datetime64("NaT", "D"), latest)
+        out["assessed_on"][owners] = np.where(
+            latest == np.datetime64("0001-01-01", "D"), np.datetime64("NaT", "D"), latest
+        )
         mech = np.where(lesions["pain"] == "mechanical", filled, np.datetime64("0001-01-01", "D"))
         mech_latest = np.maximum.reduceat(mech, starts)
         out["mechanical_on"][owners] = np.where(
@@ -448,7 +539,8 @@ class BatchScorer:
         hi = mask_max(level_bits)
         extent_vocab = {"met": 0, "not_met": 1, "unknown": 2}
         out["extent"][owners] = [
-            extent_vocab[spinal_extent_criterion(int(c), int(a), int(b))] for c, a, b in zip(covered, lo, hi, strict=True)
+            extent_vocab[spinal_extent_criterion(int(c), int(a), int(b))]
+            for c, a, b in zip(covered, lo, hi, strict=True)
         ]
         out["lesion_mask"] = lesion_mask
         return out

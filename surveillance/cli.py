@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import sys
+from datetime import UTC
 from typing import Any
 
 EXIT_OK = 0
@@ -104,6 +105,229 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------
+# Database commands
+# ---------------------------------------------------------------------------
+
+
+def _engine(args: argparse.Namespace, *, check_schema: bool = True):
+    from db.engine import get_engine
+    from db.schema import SchemaOutOfDate, require_current
+
+    engine = get_engine()
+    if check_schema:
+        try:
+            require_current(engine)
+        except SchemaOutOfDate as err:
+            raise InputError(str(err)) from None
+    return engine
+
+
+def _now():
+    from datetime import datetime
+
+    return datetime.now(UTC)
+
+
+class Progress:
+    """One line on standard error, rewritten in place on a terminal."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, stage: str | None = None) -> None:
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        text = f"{self.label}{' ' + stage if stage else ''}: {done:,}/{total:,}{share}"
+        print(("\r" + text) if self.tty else text, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from db.schema import current_revision, head_revision, upgrade
+
+    engine = _engine(args, check_schema=False)
+    before = current_revision(engine)
+    upgrade(engine)
+    print(f"database at revision {head_revision()} (was {before or 'empty'})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from db.schema import upgrade
+    from surveillance.demo import DEMO_USERS, generate_demo
+    from surveillance.jobs import run_recompute
+
+    engine = _engine(args, check_schema=False)
+    upgrade(engine)
+    progress = Progress("demo")
+    try:
+        summary = generate_demo(
+            engine,
+            patients=args.patients,
+            seed=args.seed,
+            today=_now().date(),
+            progress=lambda stage, done, total: progress(done, total, stage),
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    progress.done()
+    recompute_progress = Progress("recompute")
+    result = run_recompute(engine, full=True, trigger="demo", progress=recompute_progress)
+    recompute_progress.done()
+    print(
+        f"demo: {args.patients:,} patients in {summary.seconds:.1f} s; recompute {result.seconds:.1f} s, "
+        f"{result.alerts_opened:,} alerts",
+        file=sys.stderr,
+    )
+    print("demo logins (username / password / role):", file=sys.stderr)
+    for user in DEMO_USERS:
+        print(f"  {user.username} / {user.password} / {user.role}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_recompute(args: argparse.Namespace) -> int:
+    from surveillance.jobs import run_recompute
+
+    engine = _engine(args)
+    progress = Progress("recompute")
+    result = run_recompute(engine, full=args.full, trigger="cli", progress=progress)
+    progress.done()
+    if result is None:
+        print("error: another recompute holds the lease (a scheduler is running it); try again later", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(
+            f"{result.kind} recompute {result.status}: {result.patients:,} patients, {result.snapshots_written:,} "
+            f"snapshots written, {result.alerts_opened:,} alerts opened, {result.alerts_resolved:,} resolved "
+            f"in {result.seconds:.1f} s (run {result.run_id})"
+        )
+    return EXIT_OK if result.status == "success" else EXIT_FAILURE
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from surveillance.reports import active_alerts
+
+    engine = _engine(args)
+    rows = active_alerts(engine, limit=args.limit)
+    if args.json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, default=str) + "\n")
+    else:
+        for row in rows:
+            print(f"{row['severity']:<9} {row['status']:<13} {row['mrn']:<10} {row['rule_id']:<28} {row['title']}")
+        print(f"{len(rows)} active alert(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_patients(args: argparse.Namespace) -> int:
+    from surveillance.reports import iter_patient_summaries
+
+    engine = _engine(args)
+    rows = iter_patient_summaries(engine, mrn=args.mrn)
+    if args.mrn is not None:
+        rows = list(rows)
+        if not rows:
+            raise InputError(f"no patient with MRN {args.mrn}")
+    write = sys.stdout.write
+    if args.json:
+        write("[")
+        for index, row in enumerate(rows):
+            write(("," if index else "") + "\n" + json.dumps(row, ensure_ascii=False, default=str))
+        write("\n]\n")
+    else:
+        for row in rows:
+            write(
+                f"{row['mrn']:<10} {row['status']:<11} {row['primary_site'] or '?':<20} tier={row['tier']:<12} "
+                f"due={row['next_imaging_due'] or '-':<10} alerts={row['open_alerts']}\n"
+            )
+    return EXIT_OK
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from surveillance.service import ServiceError
+    from surveillance.users import add_user
+
+    engine = _engine(args)
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        user_id = add_user(
+            engine,
+            actor=f"cli:{_os_user()}",
+            username=args.username,
+            role=args.role,
+            password=password,
+            display_name=args.display_name,
+            department=args.department,
+            now=_now(),
+        )
+    except ServiceError as err:
+        raise InputError(str(err)) from None
+    print(f"user {args.username} ({args.role}) created with id {user_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    from surveillance.service import ServiceError
+    from surveillance.users import set_active
+
+    engine = _engine(args)
+    try:
+        set_active(engine, actor=f"cli:{_os_user()}", username=args.username, active=False, now=_now())
+    except ServiceError as err:
+        raise InputError(str(err)) from None
+    print(f"user {args.username} disabled", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    from surveillance.service import ServiceError
+    from surveillance.users import set_role
+
+    engine = _engine(args)
+    try:
+        set_role(engine, actor=f"cli:{_os_user()}", username=args.username, role=args.role, now=_now())
+    except ServiceError as err:
+        raise InputError(str(err)) from None
+    print(f"user {args.username} now has role {args.role}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "unknown"
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from surveillance.scheduler import run_scheduler
+
+    engine = _engine(args)
+    run_scheduler(engine)
+    return EXIT_OK
+
+
+def cmd_state_rebuild(args: argparse.Namespace) -> int:
+    from surveillance.state import rebuild_all_states
+
+    engine = _engine(args)
+    progress = Progress("state rebuild")
+    count = rebuild_all_states(engine, progress=progress)
+    progress.done()
+    print(
+        f"patient_state rebuilt for {count:,} patients; run `python -m surveillance recompute --full` next",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m surveillance",
@@ -120,6 +344,57 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--compact", action="store_true", help="one-line JSON instead of indented")
     score.add_argument("--max-errors", type=int, default=50, help="stop reporting after this many invalid cases")
     score.set_defaults(handler=cmd_score)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="migrate the database to the current schema (alembic upgrade head)").set_defaults(
+        handler=cmd_db_upgrade
+    )
+
+    demo = sub.add_parser("demo", help="create the schema, fictional demo patients and demo logins, then recompute")
+    demo.add_argument("--patients", type=int, default=2000, help="how many patients (default 2000)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=cmd_demo)
+
+    recompute = sub.add_parser("recompute", help="recompute scores, snapshots and alerts (incremental by default)")
+    recompute.add_argument("--full", action="store_true", help="every patient, not only the changed ones")
+    recompute.add_argument("--json", action="store_true", help="print the run as JSON")
+    recompute.set_defaults(handler=cmd_recompute)
+
+    alerts = sub.add_parser("alerts", help="list active alerts")
+    alerts.add_argument("--json", action="store_true")
+    alerts.add_argument("--limit", type=int, default=10_000)
+    alerts.set_defaults(handler=cmd_alerts)
+
+    patients = sub.add_parser("patients", help="list patients with their latest scores, tier and alerts")
+    patients.add_argument("--json", action="store_true")
+    patients.add_argument("--mrn", help="only this patient")
+    patients.set_defaults(handler=cmd_patients)
+
+    users = sub.add_parser("users", help="manage users (audited)")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser("add", help="add a user; the password is read from standard input")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["nurse", "physician", "lead", "admin"])
+    add.add_argument("--display-name")
+    add.add_argument("--department")
+    add.set_defaults(handler=cmd_users_add)
+    disable = users_sub.add_parser("disable", help="disable a user (effective at their next action)")
+    disable.add_argument("username")
+    disable.set_defaults(handler=cmd_users_disable)
+    set_role = users_sub.add_parser("set-role", help="change a user's role (effective at their next action)")
+    set_role.add_argument("username")
+    set_role.add_argument("--role", required=True, choices=["nurse", "physician", "lead", "admin"])
+    set_role.set_defaults(handler=cmd_users_set_role)
+
+    sub.add_parser("scheduler", help="run the scheduler service (incremental runs and a daily full run)").set_defaults(
+        handler=cmd_scheduler
+    )
+    state = sub.add_parser("state", help="maintenance of the derived patient_state table")
+    state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    state_sub.add_parser("rebuild", help="recompute patient_state from the facts for every patient").set_defaults(
+        handler=cmd_state_rebuild
+    )
     return parser
 
 

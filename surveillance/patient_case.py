@@ -21,6 +21,15 @@ from typing import Any
 from surveillance.state import lesion_levels
 
 
+def _flag(value: Any) -> bool | None:
+    """Booleans as stored (SQLite returns 0/1 to untyped reads) as true/false/unknown."""
+    return None if value is None else bool(value)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def single_contiguous_lesion(lesions: list[dict[str, Any]]) -> bool | None:
     if not lesions:
         return None
@@ -57,10 +66,10 @@ def case_from_record(patient: dict[str, Any], state: dict[str, Any], lesions: li
         "id": patient.get("mrn"),
         "primary_site": patient.get("primary_site"),
         "primary_histology": None if patient.get("primary_site") else patient.get("primary_histology"),
-        "hormone_dependent": patient.get("hormone_dependent"),
-        "molecular_targeted_therapy": patient.get("molecular_targeted_therapy"),
-        "previous_chemotherapy": patient.get("previous_chemotherapy"),
-        "fit_for_surgery": patient.get("fit_for_surgery"),
+        "hormone_dependent": _flag(patient.get("hormone_dependent")),
+        "molecular_targeted_therapy": _flag(patient.get("molecular_targeted_therapy")),
+        "previous_chemotherapy": _flag(patient.get("previous_chemotherapy")),
+        "fit_for_surgery": _flag(patient.get("fit_for_surgery")),
         "ecog": None if ecog is None else int(ecog),
         "kps": None if kps is None else int(kps),
         "ambulatory_status": state.get("ambulatory_status"),
@@ -73,13 +82,13 @@ def case_from_record(patient: dict[str, Any], state: dict[str, Any], lesions: li
         "total_bilirubin_mg_dl": state.get("total_bilirubin_mg_dl"),
         "visceral_metastases": {
             "status": state.get("visceral_status"),
-            "treatable": state.get("visceral_treatable"),
-            "removable": state.get("visceral_removable"),
+            "treatable": _flag(state.get("visceral_treatable")),
+            "removable": _flag(state.get("visceral_removable")),
         },
-        "brain_metastases": state.get("brain_metastases"),
-        "extraspinal_bone_metastases": state.get("extraspinal_bone_metastases"),
-        "vertebral_body_metastases": state.get("vertebral_body_metastases"),
+        "brain_metastases": _flag(state.get("brain_metastases")),
+        "extraspinal_bone_metastases": _count(state.get("extraspinal_bone_metastases")),
+        "vertebral_body_metastases": _count(state.get("vertebral_body_metastases")),
         "spinal_involvement_single_contiguous_lesion": single_contiguous_lesion(lesions),
-        "extraspinal_pathological_fracture": state.get("extraspinal_pathological_fracture"),
+        "extraspinal_pathological_fracture": _flag(state.get("extraspinal_pathological_fracture")),
         "spinal_lesions": case_lesions,
     }

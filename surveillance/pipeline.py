@@ -31,7 +31,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -77,25 +77,66 @@ FROM patient p LEFT JOIN patient_state s ON s.patient_id = p.id
 WHERE {where} ORDER BY p.id
 """
 _PATIENT_FIELDS = [
-    ("patient_id", "int"), ("status", "str"), ("registered_on", "date"), ("primary_site", "str"),
-    ("primary_histology", "str"), ("hormone_dependent", "tri"), ("molecular_targeted_therapy", "tri"),
-    ("previous_chemotherapy", "tri"), ("fit_for_surgery", "tri"), ("assigned_nurse_id", "float"),
-    ("zoledronic_regimen", "str"), ("bma_not_indicated", "bool"), ("denosumab_transition_plan", "bool"),
-    ("ecog", "float"), ("previous_ecog", "float"), ("ecog_on", "date"), ("kps", "float"),
-    ("frankel_grade", "str"), ("previous_frankel_grade", "str"), ("ambulatory_status", "str"),
-    ("previous_ambulatory_status", "str"), ("neuro_on", "date"), ("new_deficit_on", "date"),
-    ("cord_compression_pain_on", "date"), ("new_spinal_pain_on", "date"),
-    ("albumin_g_dl", "float"), ("crp_mg_dl", "float"), ("ldh_u_l", "float"), ("platelets_per_ul", "float"),
-    ("calcium_mg_dl", "float"), ("calcium_on", "date"), ("total_bilirubin_mg_dl", "float"),
-    ("creatinine_mg_dl", "float"), ("creatinine_on", "date"), ("creatinine_baseline_mg_dl", "float"),
-    ("visceral_status", "str"), ("visceral_treatable", "tri"), ("visceral_removable", "tri"),
-    ("brain_metastases", "tri"), ("extraspinal_bone_metastases", "float"), ("vertebral_body_metastases", "float"),
-    ("extraspinal_pathological_fracture", "tri"), ("last_new_lesion_on", "date"), ("last_imaging_on", "date"),
-    ("bma_agent", "str"), ("bma_first_on", "date"), ("bma_last_on", "date"), ("denosumab_last_on", "date"),
-    ("zoledronic_first_on", "date"), ("dental_before_first_bma", "tri"), ("dental_last_on", "date"),
-    ("last_spine_sbrt_on", "date"), ("separation_surgery_on", "date"), ("separation_margin_mm", "float"),
-    ("on_cancer_therapy", "bool"), ("last_sre_on", "date"), ("locomo_types", "float"),
-    ("locomo_type2_without_plan", "bool"), ("locomo_type3_last_review_on", "date"), ("board_decided_on", "date"),
+    ("patient_id", "int"),
+    ("status", "str"),
+    ("registered_on", "date"),
+    ("primary_site", "str"),
+    ("primary_histology", "str"),
+    ("hormone_dependent", "tri"),
+    ("molecular_targeted_therapy", "tri"),
+    ("previous_chemotherapy", "tri"),
+    ("fit_for_surgery", "tri"),
+    ("assigned_nurse_id", "float"),
+    ("zoledronic_regimen", "str"),
+    ("bma_not_indicated", "bool"),
+    ("denosumab_transition_plan", "bool"),
+    ("ecog", "float"),
+    ("previous_ecog", "float"),
+    ("ecog_on", "date"),
+    ("kps", "float"),
+    ("frankel_grade", "str"),
+    ("previous_frankel_grade", "str"),
+    ("ambulatory_status", "str"),
+    ("previous_ambulatory_status", "str"),
+    ("neuro_on", "date"),
+    ("new_deficit_on", "date"),
+    ("cord_compression_pain_on", "date"),
+    ("new_spinal_pain_on", "date"),
+    ("albumin_g_dl", "float"),
+    ("crp_mg_dl", "float"),
+    ("ldh_u_l", "float"),
+    ("platelets_per_ul", "float"),
+    ("calcium_mg_dl", "float"),
+    ("calcium_on", "date"),
+    ("total_bilirubin_mg_dl", "float"),
+    ("creatinine_mg_dl", "float"),
+    ("creatinine_on", "date"),
+    ("creatinine_baseline_mg_dl", "float"),
+    ("visceral_status", "str"),
+    ("visceral_treatable", "tri"),
+    ("visceral_removable", "tri"),
+    ("brain_metastases", "tri"),
+    ("extraspinal_bone_metastases", "float"),
+    ("vertebral_body_metastases", "float"),
+    ("extraspinal_pathological_fracture", "tri"),
+    ("last_new_lesion_on", "date"),
+    ("last_imaging_on", "date"),
+    ("bma_agent", "str"),
+    ("bma_first_on", "date"),
+    ("bma_last_on", "date"),
+    ("denosumab_last_on", "date"),
+    ("zoledronic_first_on", "date"),
+    ("dental_before_first_bma", "tri"),
+    ("dental_last_on", "date"),
+    ("last_spine_sbrt_on", "date"),
+    ("separation_surgery_on", "date"),
+    ("separation_margin_mm", "float"),
+    ("on_cancer_therapy", "bool"),
+    ("last_sre_on", "date"),
+    ("locomo_types", "float"),
+    ("locomo_type2_without_plan", "bool"),
+    ("locomo_type3_last_review_on", "date"),
+    ("board_decided_on", "date"),
 ]
 _LESION_SELECT = """
 SELECT patient_id, level, level_span_end, pain, lesion_type, alignment, collapse, posterolateral, bilsky_escc, assessed_on
@@ -103,22 +144,80 @@ FROM spinal_lesion WHERE active AND {where} ORDER BY patient_id, id
 """
 
 SNAPSHOT_COLUMNS = [
-    "patient_id", "run_id", "computed_at", "content_hash", "active", "assigned_nurse_id", "primary_site",
-    "lesion_count", "sins_worst_mask", "sins_worst_total", "sins_worst_category", "bilsky_worst",
-    "tomita_mask", "tomita_total", "tomita_band", "tokuhashi_mask", "tokuhashi_total", "tokuhashi_band",
-    "bauer_mask", "bauer_total", "bauer_band", "modified_bauer_mask", "modified_bauer_total", "modified_bauer_band",
-    "nesms_mask", "nesms_total", "nesms_band", "katagiri_mask", "katagiri_total", "katagiri_band",
-    "tes_screen", "locomo_types", "tier", "last_imaging_on", "next_imaging_due", "recheck_on",
-    "open_alerts", "critical_alerts", "priority", "alert_reasons", "next_bma_due",
+    "patient_id",
+    "run_id",
+    "computed_at",
+    "content_hash",
+    "active",
+    "assigned_nurse_id",
+    "primary_site",
+    "lesion_count",
+    "sins_worst_mask",
+    "sins_worst_total",
+    "sins_worst_category",
+    "bilsky_worst",
+    "tomita_mask",
+    "tomita_total",
+    "tomita_band",
+    "tokuhashi_mask",
+    "tokuhashi_total",
+    "tokuhashi_band",
+    "bauer_mask",
+    "bauer_total",
+    "bauer_band",
+    "modified_bauer_mask",
+    "modified_bauer_total",
+    "modified_bauer_band",
+    "nesms_mask",
+    "nesms_total",
+    "nesms_band",
+    "katagiri_mask",
+    "katagiri_total",
+    "katagiri_band",
+    "tes_screen",
+    "locomo_types",
+    "tier",
+    "last_imaging_on",
+    "next_imaging_due",
+    "recheck_on",
+    "open_alerts",
+    "critical_alerts",
+    "priority",
+    "alert_reasons",
+    "next_bma_due",
 ]
 _HASHED = [c for c in SNAPSHOT_COLUMNS if c not in ("patient_id", "run_id", "computed_at", "content_hash")]
 HISTORY_COLUMNS = [
-    "patient_id", "run_id", "computed_at", "content_hash", "sins_worst_mask", "tomita_mask", "tokuhashi_mask",
-    "bauer_mask", "modified_bauer_mask", "nesms_mask", "katagiri_mask", "tier", "next_imaging_due", "priority",
+    "patient_id",
+    "run_id",
+    "computed_at",
+    "content_hash",
+    "sins_worst_mask",
+    "tomita_mask",
+    "tokuhashi_mask",
+    "bauer_mask",
+    "modified_bauer_mask",
+    "nesms_mask",
+    "katagiri_mask",
+    "tier",
+    "next_imaging_due",
+    "priority",
 ]
 ALERT_INSERT_COLUMNS = [
-    "patient_id", "rule_id", "rule_version", "severity", "status", "title", "evidence", "evidence_key", "source",
-    "opened_at", "opened_run_id", "action_due_at", "escalate_at", "version",
+    "patient_id",
+    "rule_id",
+    "rule_version",
+    "severity",
+    "status",
+    "title",
+    "evidence",
+    "evidence_key",
+    "source",
+    "opened_at",
+    "opened_run_id",
+    "action_due_at",
+    "escalate_at",
+    "version",
 ]
 _SYSTEM_COLUMNS = {
     "tomita": "tomita",
@@ -226,15 +325,30 @@ def _read_batch(conn, where_patient: str, where_lesion: str) -> _Batch:
     patients = {name: _column(kind, col) for (name, kind), col in zip(_PATIENT_FIELDS, columns, strict=True)}
     ids = patients["patient_id"]
     _, lcols = bulk.fetch_columns(conn, _LESION_SELECT.format(where=where_lesion))
-    lesion_names = ["patient_id", "level", "level_span_end", "pain", "lesion_type", "alignment", "collapse",
-                    "posterolateral", "bilsky_escc", "assessed_on"]
-    lesions = {name: _column("date" if name == "assessed_on" else "int" if name == "patient_id" else "str", col)
-               for name, col in zip(lesion_names, lcols, strict=True)}
+    lesion_names = [
+        "patient_id",
+        "level",
+        "level_span_end",
+        "pain",
+        "lesion_type",
+        "alignment",
+        "collapse",
+        "posterolateral",
+        "bilsky_escc",
+        "assessed_on",
+    ]
+    lesions = {
+        name: _column("date" if name == "assessed_on" else "int" if name == "patient_id" else "str", col)
+        for name, col in zip(lesion_names, lcols, strict=True)
+    }
     lesions["patient_index"] = np.searchsorted(ids, lesions["patient_id"]) if len(ids) else lesions["patient_id"]
     return _Batch(ids, patients, lesions)
 
 
-def _frame(batch: _Batch, scored, ) -> Frame:
+def _frame(
+    batch: _Batch,
+    scored,
+) -> Frame:
     p = batch.patients
     n = len(batch.ids)
     columns = {
@@ -254,14 +368,45 @@ def _frame(batch: _Batch, scored, ) -> Frame:
         "locomo_types": np.nan_to_num(p["locomo_types"], nan=0).astype(np.int64),
     }
     for name in (
-        "registered_on", "primary_site", "extraspinal_bone_metastases", "ecog", "previous_ecog", "ecog_on",
-        "frankel_grade", "previous_frankel_grade", "ambulatory_status", "previous_ambulatory_status", "neuro_on",
-        "new_deficit_on", "cord_compression_pain_on", "new_spinal_pain_on", "last_new_lesion_on", "last_imaging_on",
-        "last_spine_sbrt_on", "bma_agent", "bma_first_on", "bma_last_on", "denosumab_last_on", "zoledronic_first_on",
-        "zoledronic_regimen", "bma_not_indicated", "denosumab_transition_plan", "dental_before_first_bma",
-        "dental_last_on", "creatinine_mg_dl", "creatinine_on", "creatinine_baseline_mg_dl", "calcium_mg_dl",
-        "calcium_on", "albumin_g_dl", "separation_surgery_on", "separation_margin_mm",
-        "locomo_type2_without_plan", "locomo_type3_last_review_on", "on_cancer_therapy", "last_sre_on",
+        "registered_on",
+        "primary_site",
+        "extraspinal_bone_metastases",
+        "ecog",
+        "previous_ecog",
+        "ecog_on",
+        "frankel_grade",
+        "previous_frankel_grade",
+        "ambulatory_status",
+        "previous_ambulatory_status",
+        "neuro_on",
+        "new_deficit_on",
+        "cord_compression_pain_on",
+        "new_spinal_pain_on",
+        "last_new_lesion_on",
+        "last_imaging_on",
+        "last_spine_sbrt_on",
+        "bma_agent",
+        "bma_first_on",
+        "bma_last_on",
+        "denosumab_last_on",
+        "zoledronic_first_on",
+        "zoledronic_regimen",
+        "bma_not_indicated",
+        "denosumab_transition_plan",
+        "dental_before_first_bma",
+        "dental_last_on",
+        "creatinine_mg_dl",
+        "creatinine_on",
+        "creatinine_baseline_mg_dl",
+        "calcium_mg_dl",
+        "calcium_on",
+        "albumin_g_dl",
+        "separation_surgery_on",
+        "separation_margin_mm",
+        "locomo_type2_without_plan",
+        "locomo_type3_last_review_on",
+        "on_cancer_therapy",
+        "last_sre_on",
         "board_decided_on",
     ):
         columns[name] = p[name]
@@ -290,14 +435,24 @@ def _evidence_json(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> li
         elif values.dtype.kind in "iub":
             text = values.astype(np.int64).astype(str)
         else:
-            text = np.array([json.dumps(v if not isinstance(v, np.generic) else v.item(), ensure_ascii=False) for v in values])
+            text = np.array(
+                [json.dumps(v if not isinstance(v, np.generic) else v.item(), ensure_ascii=False) for v in values]
+            )
         rendered.append(text.tolist())
     prefixes = [json.dumps(name) + ": " for name in names]
-    return ["{" + ", ".join(p + v for p, v in zip(prefixes, parts, strict=True) if v not in ("null", '""')) + "}"
-            for parts in zip(*rendered, strict=True)] if names else ["{}"] * len(rows)
+    return (
+        [
+            "{" + ", ".join(p + v for p, v in zip(prefixes, parts, strict=True) if v not in ("null", '""')) + "}"
+            for parts in zip(*rendered, strict=True)
+        ]
+        if names
+        else ["{}"] * len(rows)
+    )
 
 
-def _plan_alerts(conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: str, run_id: int, now: datetime) -> _AlertPlan:
+def _plan_alerts(
+    conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: str, run_id: int, now: datetime
+) -> _AlertPlan:
     ids = evaluation.frame.patient_id
     active_rows = bulk.fetchall(
         conn,
@@ -307,7 +462,8 @@ def _plan_alerts(conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: st
     closed = {
         (pid, rule, key)
         for pid, rule, key in bulk.fetchall(
-            conn, f"SELECT patient_id, rule_id, evidence_key FROM alert WHERE status IN ('done', 'dismissed') AND {where_alert}"
+            conn,
+            f"SELECT patient_id, rule_id, evidence_key FROM alert WHERE status IN ('done', 'dismissed') AND {where_alert}",
         )
     }
     active = {(row[1], row[2]): row for row in active_rows}
@@ -323,7 +479,10 @@ def _plan_alerts(conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: st
         if not len(rows):
             continue
         rule = ruleset.rule(rule_id)
-        keys = ["|".join(parts)[:128] for parts in zip(*(np.asarray(part)[rows].astype(str) for part in out.key), strict=True)]
+        keys = [
+            "|".join(parts)[:128]
+            for parts in zip(*(np.asarray(part)[rows].astype(str) for part in out.key), strict=True)
+        ]
         severities = evaluation.severity[rule_id][rows]
         new_rows: list[int] = []
         new_keys: list[str] = []
@@ -347,8 +506,16 @@ def _plan_alerts(conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: st
                     status == "open" and escalate_at is not None and existing[8] is None and _aware(escalate_at) <= now
                 )
                 if severity != existing[5] or snooze_over or escalate:
-                    updates.append((severity, "open" if snooze_over else status, snooze_over, now if escalate else None,
-                                    existing[0], existing[9]))
+                    updates.append(
+                        (
+                            severity,
+                            "open" if snooze_over else status,
+                            snooze_over,
+                            now if escalate else None,
+                            existing[0],
+                            existing[9],
+                        )
+                    )
                 open_status[pair] = "open" if snooze_over else status
                 continue
             if existing is not None:  # a new episode supersedes the active one
@@ -363,15 +530,31 @@ def _plan_alerts(conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: st
             escalate_hours = rule.params.get(_ESCALATING.get(rule_id, ""), None)
             due_days = rule.params.get(_ACTION_DUE.get(rule_id, ""), None)
             escalate_at = now + timedelta(hours=escalate_hours) if escalate_hours else None
-            action_due = now + timedelta(days=due_days) if due_days else (
-                now + timedelta(hours=escalate_hours) if escalate_hours else None
+            action_due = (
+                now + timedelta(days=due_days)
+                if due_days
+                else (now + timedelta(hours=escalate_hours) if escalate_hours else None)
             )
             source = rule.source + (" (verify)" if rule.verify else "")
             for row, key, ev in zip(new_rows, new_keys, evidence, strict=True):
-                inserts.append((
-                    int(ids[row]), rule_id, rule.version, str(evaluation.severity[rule_id][row]), "open", rule.title, ev,
-                    key, source, now, run_id, action_due, escalate_at, 1,
-                ))
+                inserts.append(
+                    (
+                        int(ids[row]),
+                        rule_id,
+                        rule.version,
+                        str(evaluation.severity[rule_id][row]),
+                        "open",
+                        rule.title,
+                        ev,
+                        key,
+                        source,
+                        now,
+                        run_id,
+                        action_due,
+                        escalate_at,
+                        1,
+                    )
+                )
     for pair, row in active.items():
         if pair not in seen:
             resolves.append((now_text, "condition cleared", row[0], row[9]))
@@ -379,9 +562,8 @@ def _plan_alerts(conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: st
 
 
 def _aware(value: datetime) -> datetime:
-    from datetime import timezone
 
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _snapshot_rows(batch: _Batch, scored, evaluation: Evaluation, plan: _AlertPlan, ruleset: RuleSet) -> dict[str, Any]:
@@ -406,16 +588,12 @@ def _snapshot_rows(batch: _Batch, scored, evaluation: Evaluation, plan: _AlertPl
             open_count[row] += 1
             critical[row] += s == "critical"
             reasons[row].append((SEVERITY_ORDER[s], title))
-    reason_text = np.array(
-        ["; ".join(t for _, t in sorted(r))[:512] if r else None for r in reasons], dtype=object
-    )
+    reason_text = np.array(["; ".join(t for _, t in sorted(r))[:512] if r else None for r in reasons], dtype=object)
     masks = scored.masks
     sins_mask = scored.sins_worst_mask
     sins_max = mask_max(sins_mask)
     single = (sins_mask != 0) & ((sins_mask & (sins_mask - 1)) == 0)
-    categories = np.array(
-        [SINS_TABLE.band_of(_totals(m)) if m else None for m in sins_mask.tolist()], dtype=object
-    )
+    categories = np.array([SINS_TABLE.band_of(_totals(m)) if m else None for m in sins_mask.tolist()], dtype=object)
     grade_of = {0: "0", 1: "1a", 2: "1b", 3: "1c", 4: "2", 5: "3"}
     bilsky = np.array([grade_of.get(int(r)) for r in scored.bilsky_worst_rank], dtype=object)
     p = batch.patients
@@ -479,8 +657,18 @@ def _to_db_rows(columns: dict[str, Any], names: list[str], n: int, fixed: dict[s
     return list(zip(*lists, strict=True))
 
 
-def _process(engine: Engine, scorer: BatchScorer, ruleset: RuleSet, run_id: int, now: datetime, today: date,
-             where_patient: str, where_lesion: str, where_other: str, queue_upto: int | None) -> dict[str, int]:
+def _process(
+    engine: Engine,
+    scorer: BatchScorer,
+    ruleset: RuleSet,
+    run_id: int,
+    now: datetime,
+    today: date,
+    where_patient: str,
+    where_lesion: str,
+    where_other: str,
+    queue_upto: int | None,
+) -> dict[str, int]:
     with engine.connect() as conn:
         batch = _read_batch(conn, where_patient, where_lesion)
         conn.rollback()
@@ -493,28 +681,47 @@ def _process(engine: Engine, scorer: BatchScorer, ruleset: RuleSet, run_id: int,
         with conn.begin():
             plan = _plan_alerts(conn, evaluation, ruleset, where_other, run_id, now)
             columns = _snapshot_rows(batch, scored, evaluation, plan, ruleset)
-            content = _hash_columns([np.asarray(columns[c]) if not isinstance(columns[c], list) else np.asarray(columns[c], dtype=object) for c in _HASHED])
+            content = _hash_columns(
+                [
+                    np.asarray(columns[c]) if not isinstance(columns[c], list) else np.asarray(columns[c], dtype=object)
+                    for c in _HASHED
+                ]
+            )
             hashes = np.char.mod("%016x", content).astype(object)
-            existing = dict(bulk.fetchall(conn, f"SELECT patient_id, content_hash FROM risk_snapshot WHERE {where_other}"))
-            changed = np.array([existing.get(int(pid)) != h for pid, h in zip(batch.ids.tolist(), hashes, strict=True)], dtype=bool)
+            existing = dict(
+                bulk.fetchall(conn, f"SELECT patient_id, content_hash FROM risk_snapshot WHERE {where_other}")
+            )
+            changed = np.array(
+                [existing.get(int(pid)) != h for pid, h in zip(batch.ids.tolist(), hashes, strict=True)], dtype=bool
+            )
             columns["patient_id"] = batch.ids
             columns["content_hash"] = hashes
             written = int(changed.sum())
             if written:
                 sel = np.flatnonzero(changed)
-                subset = {k: (np.asarray(v, dtype=object)[sel] if isinstance(v, list) else v[sel]) for k, v in columns.items()}
+                subset = {
+                    k: (np.asarray(v, dtype=object)[sel] if isinstance(v, list) else v[sel]) for k, v in columns.items()
+                }
                 fixed = {"run_id": run_id, "computed_at": now}
-                bulk.executemany(conn, bulk.upsert_sql("risk_snapshot", SNAPSHOT_COLUMNS, ["patient_id"]),
-                                 _to_db_rows(subset, SNAPSHOT_COLUMNS, written, fixed))
-                bulk.executemany(conn, bulk.insert_sql("risk_snapshot_history", HISTORY_COLUMNS),
-                                 _to_db_rows(subset, HISTORY_COLUMNS, written, fixed))
+                bulk.executemany(
+                    conn,
+                    bulk.upsert_sql("risk_snapshot", SNAPSHOT_COLUMNS, ["patient_id"]),
+                    _to_db_rows(subset, SNAPSHOT_COLUMNS, written, fixed),
+                )
+                bulk.executemany(
+                    conn,
+                    bulk.insert_sql("risk_snapshot_history", HISTORY_COLUMNS),
+                    _to_db_rows(subset, HISTORY_COLUMNS, written, fixed),
+                )
             bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), plan.inserts)
             stale_alert_ids: set[int] = set()
             for severity, status, clear_snooze, escalated_at, alert_id, version in plan.updates:
-                text = ("UPDATE alert SET severity = ?, status = ?, version = version + 1"
-                        + (", snoozed_until = NULL, snooze_reason = NULL" if clear_snooze else "")
-                        + (", escalated_at = ?" if escalated_at else "")
-                        + " WHERE id = ? AND version = ?")
+                text = (
+                    "UPDATE alert SET severity = ?, status = ?, version = version + 1"
+                    + (", snoozed_until = NULL, snooze_reason = NULL" if clear_snooze else "")
+                    + (", escalated_at = ?" if escalated_at else "")
+                    + " WHERE id = ? AND version = ?"
+                )
                 params = [severity, status] + ([escalated_at] if escalated_at else []) + [alert_id, version]
                 if bulk.execute(conn, text, params) == 0:
                     stale_alert_ids.add(alert_id)
@@ -553,15 +760,20 @@ def _process(engine: Engine, scorer: BatchScorer, ruleset: RuleSet, run_id: int,
 # ---------------------------------------------------------------------------
 
 
-def _start_run(engine: Engine, kind: str, trigger: str, now: datetime, today: date, ruleset: RuleSet, owner: str | None) -> int:
+def _start_run(
+    engine: Engine, kind: str, trigger: str, now: datetime, today: date, ruleset: RuleSet, owner: str | None
+) -> int:
     with writer(engine).connect() as conn, conn.begin():
         cursor = conn.connection.cursor()
         try:
             cursor.execute(
-                bulk.sql(conn, "INSERT INTO job_run (kind, trigger, started_at, status, patients, snapshots_written, "
-                         "alerts_opened, alerts_resolved, batches, owner, engine_version, rules_version, as_of) "
-                         "VALUES (?, ?, ?, 'running', 0, 0, 0, 0, 0, ?, ?, ?, ?)"
-                         + ("" if is_sqlite(engine) else " RETURNING id")),
+                bulk.sql(
+                    conn,
+                    "INSERT INTO job_run (kind, trigger, started_at, status, patients, snapshots_written, "
+                    "alerts_opened, alerts_resolved, batches, owner, engine_version, rules_version, as_of) "
+                    "VALUES (?, ?, ?, 'running', 0, 0, 0, 0, 0, ?, ?, ?, ?)"
+                    + ("" if is_sqlite(engine) else " RETURNING id"),
+                ),
                 (kind, trigger, now, owner, ENGINE_VERSION, ruleset.version, today.isoformat()),
             )
             run_id = cursor.lastrowid if is_sqlite(engine) else cursor.fetchone()[0]
@@ -576,8 +788,17 @@ def _finish_run(engine: Engine, result: RunResult, finished: datetime) -> None:
             conn,
             "UPDATE job_run SET finished_at = ?, status = ?, patients = ?, snapshots_written = ?, alerts_opened = ?, "
             "alerts_resolved = ?, batches = ?, message = ? WHERE id = ?",
-            (finished, result.status, result.patients, result.snapshots_written, result.alerts_opened,
-             result.alerts_resolved, result.batches, result.message, result.run_id),
+            (
+                finished,
+                result.status,
+                result.patients,
+                result.snapshots_written,
+                result.alerts_opened,
+                result.alerts_resolved,
+                result.batches,
+                result.message,
+                result.run_id,
+            ),
         )
 
 
@@ -588,14 +809,25 @@ def incremental_ids(engine: Engine, now: datetime, today: date) -> tuple[list[in
         upto = queue[0][0]
         ids: set[int] = set()
         if upto is not None:
-            ids.update(r[0] for r in bulk.fetchall(conn, "SELECT DISTINCT patient_id FROM recompute_queue WHERE id <= ?", (upto,)))
-        ids.update(r[0] for r in bulk.fetchall(conn, "SELECT patient_id FROM risk_snapshot WHERE recheck_on <= ?", (today.isoformat(),)))
-        ids.update(r[0] for r in bulk.fetchall(
-            conn,
-            f"SELECT patient_id FROM alert WHERE status IN {ACTIVE_SQL} AND ((status = 'snoozed' AND snoozed_until <= ?) "
-            "OR (status = 'open' AND escalate_at <= ? AND escalated_at IS NULL))",
-            (now, now),
-        ))
+            ids.update(
+                r[0]
+                for r in bulk.fetchall(conn, "SELECT DISTINCT patient_id FROM recompute_queue WHERE id <= ?", (upto,))
+            )
+        ids.update(
+            r[0]
+            for r in bulk.fetchall(
+                conn, "SELECT patient_id FROM risk_snapshot WHERE recheck_on <= ?", (today.isoformat(),)
+            )
+        )
+        ids.update(
+            r[0]
+            for r in bulk.fetchall(
+                conn,
+                f"SELECT patient_id FROM alert WHERE status IN {ACTIVE_SQL} AND ((status = 'snoozed' AND snoozed_until <= ?) "
+                "OR (status = 'open' AND escalate_at <= ? AND escalated_at IS NULL))",
+                (now, now),
+            )
+        )
         conn.rollback()
     return sorted(ids), upto
 
@@ -611,8 +843,13 @@ def recompute(
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     refresh_trends: bool | None = None,
+    only: Sequence[int] | None = None,
 ) -> RunResult:
-    """Run a full or incremental recompute as of ``now`` (UTC-aware)."""
+    """Run a full or incremental recompute as of ``now`` (UTC-aware).
+
+    ``only`` restricts an incremental run to these patients (a form that was
+    just saved re-scores its patient at once).
+    """
     import time
 
     started = time.perf_counter()
@@ -632,14 +869,26 @@ def recompute(
             last = 0
             while True:
                 with engine.connect() as conn:
-                    ids = [r[0] for r in bulk.fetchall(conn, "SELECT id FROM patient WHERE id > ? ORDER BY id LIMIT ?", (last, size))]
+                    ids = [
+                        r[0]
+                        for r in bulk.fetchall(
+                            conn, "SELECT id FROM patient WHERE id > ? ORDER BY id LIMIT ?", (last, size)
+                        )
+                    ]
                     conn.rollback()
                 if not ids:
                     break
                 lo, hi = ids[0], ids[-1]
                 counts = _process(
-                    engine, scorer, ruleset, run_id, now, today,
-                    f"p.id BETWEEN {lo} AND {hi}", f"patient_id BETWEEN {lo} AND {hi}", f"patient_id BETWEEN {lo} AND {hi}",
+                    engine,
+                    scorer,
+                    ruleset,
+                    run_id,
+                    now,
+                    today,
+                    f"p.id BETWEEN {lo} AND {hi}",
+                    f"patient_id BETWEEN {lo} AND {hi}",
+                    f"patient_id BETWEEN {lo} AND {hi}",
                     upto,
                 )
                 _accumulate(result, counts)
@@ -647,14 +896,28 @@ def recompute(
                 if progress:
                     progress(result.patients, total)
         else:
-            ids, upto = incremental_ids(engine, now, today)
+            if only is not None:
+                ids = sorted(set(only))
+                with engine.connect() as conn:
+                    upto = bulk.fetchall(conn, "SELECT MAX(id) FROM recompute_queue")[0][0]
+                    conn.rollback()
+            else:
+                ids, upto = incremental_ids(engine, now, today)
             size = batch_size or INCREMENTAL_BATCH
             for start in range(0, len(ids), size):
                 chunk = ids[start : start + size]
                 where = bulk.in_list(chunk)
                 counts = _process(
-                    engine, scorer, ruleset, run_id, now, today,
-                    f"p.id IN {where}", f"patient_id IN {where}", f"patient_id IN {where}", upto,
+                    engine,
+                    scorer,
+                    ruleset,
+                    run_id,
+                    now,
+                    today,
+                    f"p.id IN {where}",
+                    f"patient_id IN {where}",
+                    f"patient_id IN {where}",
+                    upto,
                 )
                 _accumulate(result, counts)
                 if progress:
@@ -711,8 +974,10 @@ def refresh_trend_tables(engine: Engine, today: date) -> None:
     if patients:
         site = np.array([r[0] for r in patients], dtype=object)
         start = np.array([r[1] for r in patients], dtype="datetime64[D]")
-        ended = np.array([r[4] if r[4] is not None else (r[3] if r[2] != "active" else None) for r in patients],
-                         dtype="datetime64[D]")
+        ended = np.array(
+            [r[4] if r[4] is not None else (r[3] if r[2] != "active" else None) for r in patients],
+            dtype="datetime64[D]",
+        )
         end = np.where(np.isnat(ended), np.datetime64(today, "D"), ended)
         first_month = start.astype("datetime64[M]").min()
         last_month = np.datetime64(today, "M")

@@ -82,7 +82,9 @@ def compute_state(facts: PatientFacts) -> dict[str, Any]:
     s["kps"], s["kps_on"], _ = _latest(facts.performance, "recorded_on", "kps")
 
     s["frankel_grade"], _, s["previous_frankel_grade"] = _latest(facts.neuro, "recorded_on", "frankel_grade")
-    s["ambulatory_status"], _, s["previous_ambulatory_status"] = _latest(facts.neuro, "recorded_on", "ambulatory_status")
+    s["ambulatory_status"], _, s["previous_ambulatory_status"] = _latest(
+        facts.neuro, "recorded_on", "ambulatory_status"
+    )
     s["neuro_on"] = _max_date(facts.neuro, "recorded_on")
     s["new_deficit_on"] = _max_date((r for r in facts.neuro if r["new_deficit"]), "recorded_on")
     s["cord_compression_pain_on"] = _max_date(
@@ -224,3 +226,21 @@ def refresh_patient_state(session: Session, patient_ids: Iterable[int]) -> None:
             insert(table),
             [dict(compute_state(facts[pid]), patient_id=pid, updated_at=now) for pid in chunk],
         )
+
+
+def rebuild_all_states(engine, *, batch: int = 2000, progress=None) -> int:
+    """Recompute ``patient_state`` for every patient from the facts (maintenance)."""
+    from sqlalchemy import text
+
+    from db.engine import write_session
+
+    with engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM patient ORDER BY id"))]
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        with write_session(engine) as session:
+            refresh_patient_state(session, chunk)
+            session.add_all(m.RecomputeQueue(patient_id=pid) for pid in chunk)
+        if progress:
+            progress(min(start + batch, len(ids)), len(ids))
+    return len(ids)

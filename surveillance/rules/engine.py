@@ -219,7 +219,9 @@ def _str(values: np.ndarray) -> np.ndarray:
         text = values.astype(str).astype(object)
         text[np.isnat(values)] = ""
         return text
-    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object)
+    return np.array(
+        ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -280,7 +282,9 @@ def _mscc(f: Frame, p, today, ctx):
     trigger = np.where(
         event_on == f.new_deficit_on,
         "new neurological deficit",
-        np.where(event_on == f.cord_compression_pain_on, "pain suggestive of cord compression", "Frankel grade worsened"),
+        np.where(
+            event_on == f.cord_compression_pain_on, "pain suggestive of cord compression", "Frankel grade worsened"
+        ),
     )
     return RuleOutput(
         fired,
@@ -305,7 +309,11 @@ def _spinal_pain(f: Frame, p, today, ctx):
     return RuleOutput(
         fired,
         [_str(on)],
-        {"recorded_on": on, "last_imaging_on": f.last_imaging_on, "mri_within_days": np.full(f.n, p["action_within_days"])},
+        {
+            "recorded_on": on,
+            "last_imaging_on": f.last_imaging_on,
+            "mri_within_days": np.full(f.n, p["action_within_days"]),
+        },
         next_change=on + (p["lookback_days"] + 1) * DAY,
     )
 
@@ -313,7 +321,9 @@ def _spinal_pain(f: Frame, p, today, ctx):
 @rule("escc-high-grade", min_grade=str)
 def _escc(f: Frame, p, today, ctx):
     fired = f.active & (f.bilsky_worst_rank >= BILSKY_RANK[p["min_grade"]])
-    grade = np.array([{v: k for k, v in BILSKY_RANK.items()}.get(int(r), "") for r in f.bilsky_worst_rank], dtype=object)
+    grade = np.array(
+        [{v: k for k, v in BILSKY_RANK.items()}.get(int(r), "") for r in f.bilsky_worst_rank], dtype=object
+    )
     return RuleOutput(fired, [_str(f.bilsky_worst_level), grade], {"level": f.bilsky_worst_level, "bilsky_escc": grade})
 
 
@@ -343,8 +353,12 @@ def _kakutani(f: Frame, p, today, ctx):
     katagiri_ok = (f.katagiri_mask == 0) | ((ctx.katagiri_min >= 0) & (ctx.katagiri_min <= p["max_katagiri"]))
     fired = f.active & (ctx.sins_max >= p["min_sins"]) & (tokuhashi_ok | katagiri_ok)
     evidence = _sins_evidence(f)
-    evidence["tokuhashi_possible_totals"] = np.array([", ".join(map(str, totals_of(int(m)))) for m in f.tokuhashi_mask], dtype=object)
-    evidence["katagiri_possible_totals"] = np.array([", ".join(map(str, totals_of(int(m)))) for m in f.katagiri_mask], dtype=object)
+    evidence["tokuhashi_possible_totals"] = np.array(
+        [", ".join(map(str, totals_of(int(m)))) for m in f.tokuhashi_mask], dtype=object
+    )
+    evidence["katagiri_possible_totals"] = np.array(
+        [", ".join(map(str, totals_of(int(m)))) for m in f.katagiri_mask], dtype=object
+    )
     return RuleOutput(fired, [_str(f.sins_worst_level)], evidence)
 
 
@@ -354,7 +368,12 @@ def _sins_denosumab(f: Frame, p, today, ctx):
     fired = f.active & (ctx.sins_max >= p["min_sins"]) & on_drug
     evidence = _sins_evidence(f)
     evidence["denosumab_last_on"] = f.denosumab_last_on
-    return RuleOutput(fired, [_str(f.sins_worst_level)], evidence, next_change=f.denosumab_last_on + (p["on_drug_within_days"] + 1) * DAY)
+    return RuleOutput(
+        fired,
+        [_str(f.sins_worst_level)],
+        evidence,
+        next_change=f.denosumab_last_on + (p["on_drug_within_days"] + 1) * DAY,
+    )
 
 
 # --- Imaging -------------------------------------------------------------------
@@ -382,7 +401,13 @@ def _imaging_overdue(f: Frame, p, today, ctx):
     return RuleOutput(
         fired,
         [_str(ctx.due)],
-        {"tier": ctx.tier, "last_imaging_on": f.last_imaging_on, "due_on": ctx.due, "days_overdue": overdue, "note": no_imaging},
+        {
+            "tier": ctx.tier,
+            "last_imaging_on": f.last_imaging_on,
+            "due_on": ctx.due,
+            "days_overdue": overdue,
+            "note": no_imaging,
+        },
         severity=severity,
         next_change=_earliest_future(today, ctx.due, ctx.due + p["escalate_after_days"] * DAY),
     )
@@ -437,7 +462,9 @@ def _bma_interval(f: Frame, den: int, za_q4w: int, za_q12w: int) -> np.ndarray:
     escalated_severity=str,
 )
 def _bma_overdue(f: Frame, p, today, ctx):
-    threshold = _bma_interval(f, p["denosumab_overdue_days"], p["zoledronic_q4w_overdue_days"], p["zoledronic_q12w_overdue_days"])
+    threshold = _bma_interval(
+        f, p["denosumab_overdue_days"], p["zoledronic_q4w_overdue_days"], p["zoledronic_q12w_overdue_days"]
+    )
     since = _days_since(today, f.bma_last_on)
     fired = f.active & ~np.isnat(f.bma_last_on) & (since > threshold) & ~f.bma_not_indicated
     severity = np.where(since > threshold + p["escalate_after_days"], p["escalated_severity"], None).astype(object)
@@ -465,14 +492,23 @@ def _bma_overdue(f: Frame, p, today, ctx):
     zoledronic_q12w_interval_days=int,
 )
 def _predose_lab(f: Frame, p, today, ctx):
-    interval = _bma_interval(f, p["denosumab_interval_days"], p["zoledronic_q4w_interval_days"], p["zoledronic_q12w_interval_days"])
+    interval = _bma_interval(
+        f, p["denosumab_interval_days"], p["zoledronic_q4w_interval_days"], p["zoledronic_q12w_interval_days"]
+    )
     next_dose = f.bma_last_on + interval.astype("timedelta64[D]")
     window_start = next_dose - p["due_window_days"] * DAY
     is_za = f.bma_agent == "zoledronic_acid"
     is_den = f.bma_agent == "denosumab"
     lab_on = np.where(is_za, f.creatinine_on, np.where(is_den, f.calcium_on, NaT))
     lab_recent = _days_since(today, lab_on) <= p["lab_within_days"]
-    fired = f.active & (is_za | is_den) & ~np.isnat(f.bma_last_on) & (window_start <= today) & ~lab_recent & ~f.bma_not_indicated
+    fired = (
+        f.active
+        & (is_za | is_den)
+        & ~np.isnat(f.bma_last_on)
+        & (window_start <= today)
+        & ~lab_recent
+        & ~f.bma_not_indicated
+    )
     needed = np.where(is_za, "creatinine", "calcium").astype(object)
     return RuleOutput(
         fired,
@@ -485,14 +521,21 @@ def _predose_lab(f: Frame, p, today, ctx):
 @rule("bma-renal-hold", normal_baseline_max_mg_dl=float, rise_from_normal_mg_dl=float, rise_from_abnormal_mg_dl=float)
 def _renal_hold(f: Frame, p, today, ctx):
     baseline = f.creatinine_baseline_mg_dl
-    allowed = np.where(baseline <= p["normal_baseline_max_mg_dl"], p["rise_from_normal_mg_dl"], p["rise_from_abnormal_mg_dl"])
+    allowed = np.where(
+        baseline <= p["normal_baseline_max_mg_dl"], p["rise_from_normal_mg_dl"], p["rise_from_abnormal_mg_dl"]
+    )
     rise = f.creatinine_mg_dl - baseline
     on_za = (f.bma_agent == "zoledronic_acid") & ~np.isnat(f.zoledronic_first_on)
     fired = f.active & on_za & ~np.isnan(rise) & (rise >= allowed) & (f.creatinine_on >= f.zoledronic_first_on)
     return RuleOutput(
         fired,
         [_str(f.creatinine_on)],
-        {"creatinine_mg_dl": f.creatinine_mg_dl, "baseline_mg_dl": baseline, "rise_mg_dl": rise, "allowed_rise_mg_dl": allowed},
+        {
+            "creatinine_mg_dl": f.creatinine_mg_dl,
+            "baseline_mg_dl": baseline,
+            "rise_mg_dl": rise,
+            "allowed_rise_mg_dl": allowed,
+        },
     )
 
 
@@ -506,7 +549,12 @@ def _hypocalcaemia(f: Frame, p, today, ctx):
     return RuleOutput(
         fired,
         [_str(f.calcium_on)],
-        {"calcium_mg_dl": f.calcium_mg_dl, "corrected_calcium_mg_dl": corrected, "method": method, "calcium_on": f.calcium_on},
+        {
+            "calcium_mg_dl": f.calcium_mg_dl,
+            "corrected_calcium_mg_dl": corrected,
+            "method": method,
+            "calcium_on": f.calcium_on,
+        },
         next_change=f.denosumab_last_on + (p["on_drug_within_days"] + 1) * DAY,
     )
 
@@ -517,8 +565,11 @@ def _dental(f: Frame, p, today, ctx):
     none_before = f.dental_before_first_bma == 0
     stale = np.isnat(f.dental_last_on) | (_days_since(today, f.dental_last_on) > p["review_every_days"])
     fired = f.active & on_drug & (none_before | stale)
-    reason = np.where(none_before & np.isnat(f.dental_last_on), "no dental examination recorded",
-                      np.where(stale, "dental review older than the interval", "no dental examination before the first dose")).astype(object)
+    reason = np.where(
+        none_before & np.isnat(f.dental_last_on),
+        "no dental examination recorded",
+        np.where(stale, "dental review older than the interval", "no dental examination before the first dose"),
+    ).astype(object)
     key = np.where(stale, _str(f.dental_last_on), "before-first-dose").astype(object)
     return RuleOutput(
         fired,
@@ -615,7 +666,13 @@ def _board(f: Frame, p, today, ctx):
     if p["ecog_decline"]:
         reasons.append((ctx.outputs["ecog-decline"].fired, "ECOG decline", f.ecog_on))
     if p["unknown_primary"]:
-        reasons.append(((f.primary_site == "unknown_primary") & _has_bone_metastasis(f), "unknown primary with bone metastasis", f.registered_on))
+        reasons.append(
+            (
+                (f.primary_site == "unknown_primary") & _has_bone_metastasis(f),
+                "unknown primary with bone metastasis",
+                f.registered_on,
+            )
+        )
     if p["tes_positive"]:
         reasons.append((np.isin(f.tes_screen, ["positive", "selected"]), "TES screen positive", f.lesions_assessed_on))
     latest = np.full(f.n, NaT)
@@ -693,7 +750,9 @@ RULE_ORDER = [
 # ---------------------------------------------------------------------------
 
 
-def compute_tiers(f: Frame, ruleset: RuleSet, today: np.datetime64, sins_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def compute_tiers(
+    f: Frame, ruleset: RuleSet, today: np.datetime64, sins_max: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Risk tier and next spine-imaging due date per patient (shared/surveillance-rules.md)."""
     t = ruleset.tiers
     has_lesion = f.lesion_count > 0
@@ -702,11 +761,15 @@ def compute_tiers(f: Frame, ruleset: RuleSet, today: np.datetime64, sins_max: np
     after_sbrt = sbrt_days <= t.post_sbrt_high_months * months
     high_risk_lesion = (sins_max >= t.intermediate_sins_min) | (f.bilsky_worst_rank >= BILSKY_RANK["1b"])
     high = has_lesion & (
-        (sins_max >= t.high_sins_min) | (f.bilsky_worst_rank >= BILSKY_RANK[t.high_bilsky_min]) | (after_sbrt & high_risk_lesion)
+        (sins_max >= t.high_sins_min)
+        | (f.bilsky_worst_rank >= BILSKY_RANK[t.high_bilsky_min])
+        | (after_sbrt & high_risk_lesion)
     )
     new_lesion = _days_since(today, f.last_new_lesion_on) <= t.new_lesion_months * months
     # An active lesion whose ESCC grade was never recorded is not assumed low grade.
-    intermediate = has_lesion & ~high & ((sins_max >= t.intermediate_sins_min) | new_lesion | after_sbrt | f.bilsky_unknown)
+    intermediate = (
+        has_lesion & ~high & ((sins_max >= t.intermediate_sins_min) | new_lesion | after_sbrt | f.bilsky_unknown)
+    )
     low = has_lesion & ~high & ~intermediate
     screening = ~has_lesion & np.isin(f.primary_site, list(t.screening_sites))
     tier = np.select(

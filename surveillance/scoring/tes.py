@@ -51,7 +51,7 @@ def spinal_blocks(level_sets: list[tuple]) -> list[list]:
 
 
 def spinal_extent_criterion(levels_covered: int, first_position: int | None, last_position: int | None) -> str:
-    """"Solitary spinal metastasis or ≤ 3 contiguous levels" from the spread of the lesions.
+    """ "Solitary spinal metastasis or ≤ 3 contiguous levels" from the spread of the lesions.
 
     ``levels_covered`` is the number of distinct levels the lesions cover and
     the positions are the cranio-caudal indexes of the first and last of them;

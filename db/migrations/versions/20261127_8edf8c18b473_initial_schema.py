@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: bc2e5cdd4877
-Revises: 
-Create Date: 2026-11-27 03:26:12.918832
+Revision ID: 8edf8c18b473
+Revises:
+Create Date: 2026-11-27 03:37:31.535222
 """
 from collections.abc import Sequence
 
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = 'bc2e5cdd4877'
+revision: str = '8edf8c18b473'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
