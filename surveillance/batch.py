@@ -171,7 +171,12 @@ class BatchScorer:
 
     def _sites(self, site: Any, histology: Any) -> int:
         if site is not None:
-            sites: tuple[PrimarySite, ...] = (PrimarySite(site),)
+            try:
+                sites: tuple[PrimarySite, ...] = (PrimarySite(site),)
+            except ValueError:
+                # A code the vocabulary does not know (a legacy row): scored as unknown
+                # histology ("cannot compute"), never a guess, and never a failed run.
+                sites = ()
         elif histology:
             sites = self._histology.get(histology)
             if sites is None:

@@ -307,11 +307,9 @@ def _os_user() -> str:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from surveillance.scheduler import run_scheduler
+    from surveillance.scheduler import main as scheduler_main
 
-    engine = _engine(args)
-    run_scheduler(engine)
-    return EXIT_OK
+    return scheduler_main()
 
 
 def cmd_state_rebuild(args: argparse.Namespace) -> int:
