@@ -460,13 +460,18 @@ def _bma_interval(f: Frame, den: int, za_q4w: int, za_q12w: int) -> np.ndarray:
     zoledronic_q12w_overdue_days=int,
     escalate_after_days=int,
     escalated_severity=str,
+    stopped_after_days=int,
+    stopped_after_days_q12w=int,
 )
 def _bma_overdue(f: Frame, p, today, ctx):
     threshold = _bma_interval(
         f, p["denosumab_overdue_days"], p["zoledronic_q4w_overdue_days"], p["zoledronic_q12w_overdue_days"]
     )
     since = _days_since(today, f.bma_last_on)
-    fired = f.active & ~np.isnat(f.bma_last_on) & (since > threshold) & ~f.bma_not_indicated
+    # Past the stop threshold the agent counts as stopped: the stop and indication rules take over.
+    q12w_zoledronic = (f.bma_agent == "zoledronic_acid") & (f.zoledronic_regimen == "q12w")
+    stopped = np.where(q12w_zoledronic, p["stopped_after_days_q12w"], p["stopped_after_days"])
+    fired = f.active & ~np.isnat(f.bma_last_on) & (since > threshold) & (since <= stopped) & ~f.bma_not_indicated
     severity = np.where(since > threshold + p["escalate_after_days"], p["escalated_severity"], None).astype(object)
     regimen = np.where(
         f.bma_agent == "zoledronic_acid",
@@ -479,7 +484,12 @@ def _bma_overdue(f: Frame, p, today, ctx):
         [_str(f.bma_last_on)],
         {"agent": f.bma_agent, "last_dose_on": f.bma_last_on, "days_since_last_dose": since, "regimen": regimen},
         severity=severity,
-        next_change=_earliest_future(today, limit + DAY, limit + (p["escalate_after_days"] + 1) * DAY),
+        next_change=_earliest_future(
+            today,
+            limit + DAY,
+            limit + (p["escalate_after_days"] + 1) * DAY,
+            f.bma_last_on + (stopped + 1).astype("timedelta64[D]"),
+        ),
     )
 
 
@@ -490,6 +500,7 @@ def _bma_overdue(f: Frame, p, today, ctx):
     denosumab_interval_days=int,
     zoledronic_q4w_interval_days=int,
     zoledronic_q12w_interval_days=int,
+    watch_until_days_after_due=int,
 )
 def _predose_lab(f: Frame, p, today, ctx):
     interval = _bma_interval(
@@ -497,24 +508,19 @@ def _predose_lab(f: Frame, p, today, ctx):
     )
     next_dose = f.bma_last_on + interval.astype("timedelta64[D]")
     window_start = next_dose - p["due_window_days"] * DAY
+    window_end = next_dose + p["watch_until_days_after_due"] * DAY  # later than that the dose is overdue or stopped
     is_za = f.bma_agent == "zoledronic_acid"
     is_den = f.bma_agent == "denosumab"
     lab_on = np.where(is_za, f.creatinine_on, np.where(is_den, f.calcium_on, NaT))
     lab_recent = _days_since(today, lab_on) <= p["lab_within_days"]
-    fired = (
-        f.active
-        & (is_za | is_den)
-        & ~np.isnat(f.bma_last_on)
-        & (window_start <= today)
-        & ~lab_recent
-        & ~f.bma_not_indicated
-    )
+    in_window = (window_start <= today) & (today <= window_end)
+    fired = f.active & (is_za | is_den) & ~np.isnat(f.bma_last_on) & in_window & ~lab_recent & ~f.bma_not_indicated
     needed = np.where(is_za, "creatinine", "calcium").astype(object)
     return RuleOutput(
         fired,
         [_str(next_dose)],
         {"agent": f.bma_agent, "next_dose_on": next_dose, "test_needed": needed, "last_test_on": lab_on},
-        next_change=_earliest_future(today, window_start, lab_on + (p["lab_within_days"] + 1) * DAY),
+        next_change=_earliest_future(today, window_start, window_end + DAY, lab_on + (p["lab_within_days"] + 1) * DAY),
     )
 
 
@@ -524,7 +530,8 @@ def _renal_hold(f: Frame, p, today, ctx):
     allowed = np.where(
         baseline <= p["normal_baseline_max_mg_dl"], p["rise_from_normal_mg_dl"], p["rise_from_abnormal_mg_dl"]
     )
-    rise = f.creatinine_mg_dl - baseline
+    # Rounded so a rise of exactly the threshold (1.4 - 0.9) is not lost to binary floating point.
+    rise = np.round(f.creatinine_mg_dl - baseline, 6)
     on_za = (f.bma_agent == "zoledronic_acid") & ~np.isnat(f.zoledronic_first_on)
     fired = f.active & on_za & ~np.isnan(rise) & (rise >= allowed) & (f.creatinine_on >= f.zoledronic_first_on)
     return RuleOutput(
@@ -542,7 +549,7 @@ def _renal_hold(f: Frame, p, today, ctx):
 @rule("bma-hypocalcaemia", corrected_calcium_below_mg_dl=float, on_drug_within_days=int)
 def _hypocalcaemia(f: Frame, p, today, ctx):
     albumin = f.albumin_g_dl
-    corrected = np.where(np.isnan(albumin), f.calcium_mg_dl, f.calcium_mg_dl + 0.8 * (4.0 - albumin))
+    corrected = np.round(np.where(np.isnan(albumin), f.calcium_mg_dl, f.calcium_mg_dl + 0.8 * (4.0 - albumin)), 6)
     on_drug = _days_since(today, f.denosumab_last_on) <= p["on_drug_within_days"]
     fired = f.active & on_drug & ~np.isnan(corrected) & (corrected < p["corrected_calcium_below_mg_dl"])
     method = np.where(np.isnan(albumin), "measured (no albumin)", "albumin-corrected (Payne)").astype(object)
@@ -565,17 +572,23 @@ def _dental(f: Frame, p, today, ctx):
     none_before = f.dental_before_first_bma == 0
     stale = np.isnat(f.dental_last_on) | (_days_since(today, f.dental_last_on) > p["review_every_days"])
     fired = f.active & on_drug & (none_before | stale)
-    reason = np.where(
-        none_before & np.isnat(f.dental_last_on),
-        "no dental examination recorded",
-        np.where(stale, "dental review older than the interval", "no dental examination before the first dose"),
+    never = np.isnat(f.dental_last_on)
+    reason = np.select(
+        [never, none_before, stale],
+        ["no dental examination recorded", "no dental examination before the first dose",
+         "dental review older than the interval"],
+        default="",
     ).astype(object)
-    key = np.where(stale, _str(f.dental_last_on), "before-first-dose").astype(object)
+    key = np.select([never, none_before], ["none", "before-first-dose"], default=_str(f.dental_last_on)).astype(object)
     return RuleOutput(
         fired,
         [key],
         {"reason": reason, "dental_last_on": f.dental_last_on, "bma_first_on": f.bma_first_on},
-        next_change=_earliest_future(today, f.dental_last_on + (p["review_every_days"] + 1) * DAY),
+        next_change=_earliest_future(
+            today,
+            f.dental_last_on + (p["review_every_days"] + 1) * DAY,
+            f.bma_last_on + (p["on_drug_within_days"] + 1) * DAY,
+        ),
     )
 
 
@@ -613,7 +626,8 @@ def _ecog(f: Frame, p, today, ctx):
 @rule("ambulation-lost", lookback_days=int)
 def _ambulation(f: Frame, p, today, ctx):
     now, before = _rank(f.ambulatory_status, AMBULATION_RANK), _rank(f.previous_ambulatory_status, AMBULATION_RANK)
-    lost = (now >= 2) & (before >= 0) & (before < 2)
+    # Falls to needing another person or not walking at all, from anything better.
+    lost = (now >= 2) & (before >= 0) & (now > before)
     recent = _days_since(today, f.neuro_on) <= p["lookback_days"]
     fired = f.active & lost & recent
     return RuleOutput(
@@ -750,25 +764,34 @@ RULE_ORDER = [
 # ---------------------------------------------------------------------------
 
 
+MONTH_DAYS = 30.44
+
+
+def _months_later(on: np.ndarray, months: int) -> np.ndarray:
+    return on + int(months * MONTH_DAYS) * DAY  # whole days: "within 6 months" is day 182 inclusive
+
+
 def compute_tiers(
     f: Frame, ruleset: RuleSet, today: np.datetime64, sins_max: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Risk tier and next spine-imaging due date per patient (shared/surveillance-rules.md)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Risk tier, next spine-imaging due date, and the next day the tier can change by the clock alone."""
     t = ruleset.tiers
     has_lesion = f.lesion_count > 0
-    months = 30.44
-    sbrt_days = _days_since(today, f.last_spine_sbrt_on)
-    after_sbrt = sbrt_days <= t.post_sbrt_high_months * months
+    sbrt_window_end = _months_later(f.last_spine_sbrt_on, t.post_sbrt_high_months)
+    after_sbrt = ~np.isnat(f.last_spine_sbrt_on) & (today <= sbrt_window_end)
+    any_sbrt = ~np.isnat(f.last_spine_sbrt_on)
     high_risk_lesion = (sins_max >= t.intermediate_sins_min) | (f.bilsky_worst_rank >= BILSKY_RANK["1b"])
     high = has_lesion & (
         (sins_max >= t.high_sins_min)
         | (f.bilsky_worst_rank >= BILSKY_RANK[t.high_bilsky_min])
         | (after_sbrt & high_risk_lesion)
     )
-    new_lesion = _days_since(today, f.last_new_lesion_on) <= t.new_lesion_months * months
-    # An active lesion whose ESCC grade was never recorded is not assumed low grade.
+    new_lesion_end = _months_later(f.last_new_lesion_on, t.new_lesion_months)
+    new_lesion = ~np.isnat(f.last_new_lesion_on) & (today <= new_lesion_end)
+    # "Or after SBRT" has no time limit in the rules (only the high tier's 13 months has); an active
+    # lesion whose ESCC grade was never recorded is not assumed low grade.
     intermediate = (
-        has_lesion & ~high & ((sins_max >= t.intermediate_sins_min) | new_lesion | after_sbrt | f.bilsky_unknown)
+        has_lesion & ~high & ((sins_max >= t.intermediate_sins_min) | new_lesion | any_sbrt | f.bilsky_unknown)
     )
     low = has_lesion & ~high & ~intermediate
     screening = ~has_lesion & np.isin(f.primary_site, list(t.screening_sites))
@@ -785,7 +808,8 @@ def compute_tiers(
     # No qualifying imaging yet: due since the patient entered surveillance.
     base = np.where(np.isnat(f.last_imaging_on), f.registered_on, f.last_imaging_on + interval)
     due = np.where(f.active & (tier != "none"), base, NaT).astype("datetime64[D]")
-    return tier, due
+    changes = _earliest_future(today, sbrt_window_end + DAY, new_lesion_end + DAY)
+    return tier, due, np.where(f.active, changes, NaT).astype("datetime64[D]")
 
 
 # ---------------------------------------------------------------------------
@@ -869,7 +893,7 @@ def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Eva
     """Apply every rule to every row of ``frame`` as of ``today``."""
     today = np.datetime64(today, "D")
     sins_max = mask_max(frame.sins_worst_mask)
-    tier, due = compute_tiers(frame, ruleset, today, sins_max)
+    tier, due, tier_change = compute_tiers(frame, ruleset, today, sins_max)
     ctx = Context(
         sins_max=sins_max,
         tokuhashi_max=mask_max(frame.tokuhashi_mask),
@@ -883,7 +907,7 @@ def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Eva
     priority = np.zeros(frame.n, dtype=np.int64)
     open_count = np.zeros(frame.n, dtype=np.int64)
     critical = np.zeros(frame.n, dtype=np.int64)
-    recheck = np.full(frame.n, NaT)
+    recheck = tier_change
     reasons = np.full(frame.n, "", dtype=object)
     for rule_id in RULE_ORDER:
         fn, _ = _RULES[rule_id]
@@ -916,7 +940,7 @@ def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Eva
         outputs=ctx.outputs,
         severity=severity,
         priority=priority,
-        recheck_on=recheck,
+        recheck_on=np.where(frame.active, recheck, NaT).astype("datetime64[D]"),
         open_count=open_count,
         critical_count=critical,
         reasons=reasons,
