@@ -70,6 +70,16 @@ class AuditEvent(SQLModel, table=True):
     hash: str = Field(max_length=64, unique=True)
 
 
+class AppSetting(SQLModel, table=True):
+    """Small named settings kept with the data (demo mode, the audit anchor)."""
+
+    __tablename__ = "app_setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 # ---------------------------------------------------------------------------
 # Facts
 # ---------------------------------------------------------------------------

@@ -74,3 +74,94 @@ def iter_patient_summaries(conn: Connection, *, mrn: str | None = None, batch: i
         for row in rows:
             yield dict(row._mapping)
         last = rows[-1].id
+
+
+# ---------------------------------------------------------------------------
+# Dashboard lists (each ≤ 20 ms at a million patients; see docs/performance.md)
+# ---------------------------------------------------------------------------
+
+CASELOAD_COLUMNS = (
+    "s.patient_id, p.mrn, p.family_name, p.given_name, p.primary_site, s.priority, s.open_alerts, s.critical_alerts, "
+    "s.alert_reasons, s.tier, s.next_imaging_due, s.next_bma_due, s.sins_worst_mask, s.sins_worst_category, "
+    "s.bilsky_worst, s.katagiri_band, s.assigned_nurse_id"
+)
+
+
+def caseload(
+    conn: Connection,
+    *,
+    scope_sql: str = "1 = 1",
+    scope_params: dict[str, Any] | None = None,
+    nurse_id: int | None = None,
+    tier: str | None = None,
+    primary_site: str | None = None,
+    rule_id: str | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Active patients with open alerts, highest priority first (walks ``ix_snapshot_active_priority``)."""
+    where = ["s.active = :active", "s.open_alerts > 0", scope_sql]
+    params: dict[str, Any] = dict(scope_params or {}, active=True, limit=limit, offset=offset)
+    if nurse_id is not None:
+        where.append("s.assigned_nurse_id = :nurse_id")
+        params["nurse_id"] = nurse_id
+    if tier:
+        where.append("s.tier = :tier")
+        params["tier"] = tier
+    if primary_site:
+        where.append("s.primary_site = :primary_site")
+        params["primary_site"] = primary_site
+    if rule_id:
+        where.append(
+            "EXISTS (SELECT 1 FROM alert a WHERE a.patient_id = s.patient_id AND a.rule_id = :rule_id "
+            "AND a.status IN ('open', 'acknowledged', 'snoozed') AND a.status = 'open')"
+        )
+        params["rule_id"] = rule_id
+    sql = (
+        f"SELECT {CASELOAD_COLUMNS} FROM risk_snapshot s JOIN patient p ON p.id = s.patient_id "
+        f"WHERE {' AND '.join(where)} ORDER BY s.priority DESC, s.patient_id LIMIT :limit OFFSET :offset"
+    )
+    return [dict(r._mapping) for r in conn.execute(text(sql), params)]
+
+
+def overdue_imaging(
+    conn: Connection,
+    *,
+    today: Any,
+    scope_sql: str = "1 = 1",
+    scope_params: dict[str, Any] | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Active patients whose next spine imaging is due, most overdue first (``ix_snapshot_active_due``)."""
+    sql = (
+        "SELECT s.patient_id, p.mrn, p.family_name, p.given_name, p.primary_site, s.tier, s.last_imaging_on, "
+        "s.next_imaging_due, s.assigned_nurse_id FROM risk_snapshot s JOIN patient p ON p.id = s.patient_id "
+        f"WHERE s.active = :active AND s.next_imaging_due <= :today AND {scope_sql} "
+        "ORDER BY s.next_imaging_due, s.patient_id LIMIT :limit"
+    )
+    params = dict(scope_params or {}, active=True, today=today, limit=limit)
+    return [dict(r._mapping) for r in conn.execute(text(sql), params)]
+
+
+def sre_monthly_trend(conn: Connection, *, since: Any, primary_site: str | None = None) -> list[dict[str, Any]]:
+    """Events and patient-days per month (and event type), from the aggregate tables."""
+    site_filter = " AND primary_site = :site" if primary_site else ""
+    params = {"since": since, "site": primary_site}
+    events = conn.execute(
+        text(
+            "SELECT month, event_type, SUM(events) AS events, SUM(emergency_events) AS emergency_events "
+            f"FROM sre_monthly WHERE month >= :since{site_filter} GROUP BY month, event_type ORDER BY month, event_type"
+        ),
+        params,
+    )
+    days = conn.execute(
+        text(
+            "SELECT month, SUM(patient_days) AS patient_days FROM person_time_monthly "
+            f"WHERE month >= :since{site_filter} GROUP BY month ORDER BY month"
+        ),
+        params,
+    )
+    person_days = {str(r.month)[:10]: int(r.patient_days) for r in days}
+    return [
+        dict(r._mapping, month=str(r.month)[:10], patient_days=person_days.get(str(r.month)[:10], 0)) for r in events
+    ]

@@ -175,6 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InputError(str(err)) from None
     progress.done()
+    _mark_demo(engine)
     recompute_progress = Progress("recompute")
     result = run_recompute(engine, full=True, trigger="demo", progress=recompute_progress)
     recompute_progress.done()
@@ -187,6 +188,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for user in DEMO_USERS:
         print(f"  {user.username} / {user.password} / {user.role}", file=sys.stderr)
     return EXIT_OK
+
+
+def _mark_demo(engine) -> None:
+    """Remember that this database holds fictional demo data (the login page then lists the demo accounts)."""
+    from db import bulk
+    from db.engine import writer
+
+    with writer(engine).connect() as conn, conn.begin():
+        bulk.execute(conn, bulk.upsert_sql("app_setting", ["key", "value", "updated_at"], ["key"]),
+                     ("demo_mode", "1", _now()))
 
 
 def cmd_recompute(args: argparse.Namespace) -> int:

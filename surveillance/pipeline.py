@@ -41,6 +41,7 @@ from db import bulk
 from db.engine import is_sqlite, writer
 from db.models import utcnow
 from surveillance.batch import BatchScorer
+from surveillance.calendar import clinical_day
 from surveillance.rules import Evaluation, Frame, evaluate, load_rules
 from surveillance.rules.engine import RULE_ORDER, SEVERITY_ORDER, mask_max
 from surveillance.rules.schema import RuleSet
@@ -417,7 +418,7 @@ def _frame(
 class _AlertPlan:
     inserts: list[tuple]
     updates: list[tuple]  # (severity, status, snoozed_until_cleared, escalated_at, id, version)
-    resolves: list[tuple]  # (closed_at, close_reason, id, version)
+    resolves: list[tuple]  # (closed_at, close_reason, id, version, (patient_id, rule_id))
     open_status: dict[tuple[int, str], str]  # final status of every firing (patient, rule)
 
 
@@ -519,7 +520,7 @@ def _plan_alerts(
                 open_status[pair] = "open" if snooze_over else status
                 continue
             if existing is not None:  # a new episode supersedes the active one
-                resolves.append((now_text, "superseded by a new episode", existing[0], existing[9]))
+                resolves.append((now_text, "superseded by a new episode", existing[0], existing[9], pair))
             if (pid, rule_id, key) in closed:
                 continue  # a person closed this very episode: do not reopen it
             new_rows.append(row)
@@ -557,7 +558,7 @@ def _plan_alerts(
                 )
     for pair, row in active.items():
         if pair not in seen:
-            resolves.append((now_text, "condition cleared", row[0], row[9]))
+            resolves.append((now_text, "condition cleared", row[0], row[9], pair))
     return _AlertPlan(inserts, updates, resolves, open_status)
 
 
@@ -713,7 +714,6 @@ def _process(
                     bulk.insert_sql("risk_snapshot_history", HISTORY_COLUMNS),
                     _to_db_rows(subset, HISTORY_COLUMNS, written, fixed),
                 )
-            bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), plan.inserts)
             stale_alert_ids: set[int] = set()
             for severity, status, clear_snooze, escalated_at, alert_id, version in plan.updates:
                 text = (
@@ -726,7 +726,8 @@ def _process(
                 if bulk.execute(conn, text, params) == 0:
                     stale_alert_ids.add(alert_id)
             resolved = 0
-            for closed_at, reason, alert_id, version in plan.resolves:
+            blocked: set[tuple[int, str]] = set()
+            for closed_at, reason, alert_id, version, pair in plan.resolves:
                 count = bulk.execute(
                     conn,
                     "UPDATE alert SET status = 'resolved', closed_at = ?, closed_by = 'system', close_reason = ?, "
@@ -736,6 +737,10 @@ def _process(
                 resolved += count
                 if count == 0:
                     stale_alert_ids.add(alert_id)
+                    blocked.add(pair)  # still active (a person just acted on it): no second active alert
+            # Inserts after the resolutions: a new episode may replace the alert resolved just above.
+            inserts = [row for row in plan.inserts if (row[0], row[1]) not in blocked]
+            bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), inserts)
             if stale_alert_ids:
                 # A person changed one of these alerts meanwhile: their change stands; rescore next run.
                 bulk.execute(
@@ -749,7 +754,7 @@ def _process(
     return {
         "patients": n,
         "snapshots_written": written,
-        "alerts_opened": len(plan.inserts),
+        "alerts_opened": len(inserts),
         "alerts_resolved": resolved,
         "alerts_updated": len(plan.updates),
     }
@@ -853,7 +858,7 @@ def recompute(
     import time
 
     started = time.perf_counter()
-    today = now.date()
+    today = clinical_day(now)
     ruleset = rules or load_rules()
     kind = "full" if full else "incremental"
     run_id = _start_run(engine, kind, trigger, now, today, ruleset, owner)

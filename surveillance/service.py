@@ -34,6 +34,7 @@ from db import models as m
 from db.engine import write_session
 from surveillance import audit
 from surveillance.access import Action, Identity, PermissionDenied, Role, in_scope, require
+from surveillance.calendar import clinical_day
 from surveillance.labs import LABS, LabTest, to_canonical
 from surveillance.locomo import LocomoCondition
 from surveillance.scoring.sre import SreType
@@ -251,7 +252,7 @@ def _fact_write(
 
 
 def _today(now: datetime) -> date:
-    return now.date()
+    return clinical_day(now)
 
 
 # ---------------------------------------------------------------------------
