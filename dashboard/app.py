@@ -1,0 +1,168 @@
+"""The router: page config, language, sign-in gate, session checks, navigation by role.
+
+``streamlit_app.py`` calls :func:`run`.  Pages are registered per role with
+``st.navigation``, so a page a role does not have cannot be opened at all; each
+page checks the role again (``dashboard.components.page``) and every read checks
+the patient scope (``dashboard.data``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import streamlit as st
+from sqlalchemy.exc import OperationalError
+
+from dashboard.components.page import LANG_KEY, translator
+from dashboard.data import common
+from dashboard.i18n import LANGUAGES
+from surveillance.access import Role
+from surveillance.sessions import AccountLocked, LoginFailed, SessionRecord, authenticate, check_session, end_session
+
+log = logging.getLogger("dashboard")
+PAGES_DIR = Path(__file__).with_name("app_pages")
+AUTH_KEY = "auth"
+
+#: (file, nav label key, icon, roles)
+PAGES = [
+    ("caseload.py", "nav.caseload", ":material/assignment_ind:", {Role.NURSE, Role.PHYSICIAN}),
+    ("patient.py", "nav.patient", ":material/person:", {Role.NURSE, Role.PHYSICIAN}),
+    ("alerts.py", "nav.alerts", ":material/notifications_active:", {Role.NURSE, Role.PHYSICIAN}),
+    ("board.py", "nav.board", ":material/groups:", {Role.PHYSICIAN}),
+    ("trends.py", "nav.trends", ":material/monitoring:", {Role.LEAD}),
+    ("health.py", "nav.health", ":material/monitor_heart:", {Role.ADMIN}),
+    ("admin.py", "nav.admin", ":material/admin_panel_settings:", {Role.ADMIN}),
+    ("calculator.py", "nav.calculator", ":material/calculate:", {Role.NURSE, Role.PHYSICIAN, Role.LEAD, Role.ADMIN}),
+    ("reference.py", "nav.reference", ":material/menu_book:", {Role.NURSE, Role.PHYSICIAN, Role.LEAD, Role.ADMIN}),
+]
+
+
+def _release_scheduler(scheduler) -> None:
+    scheduler.shutdown(wait=False)
+
+
+@st.cache_resource(show_spinner=False, on_release=_release_scheduler)
+def _in_process_scheduler():
+    """The single-process demo runs the scheduler inside the app (one per server process)."""
+    from surveillance.scheduler import start_in_process
+
+    return start_in_process(common.engine())
+
+
+def _want_in_process_scheduler() -> bool:
+    flag = os.environ.get("SURVEILLANCE_INPROCESS_SCHEDULER", "auto").lower()
+    if flag in ("0", "false", "no"):
+        return False
+    return flag in ("1", "true", "yes") or common.demo_mode()
+
+
+def _login_page() -> None:
+    tr = translator()
+    st.title(tr.t("app.title"))
+    st.caption(tr.t("app.tagline"))
+    notice = st.session_state.pop("login_notice", None)
+    if notice:
+        st.info(tr.t(f"login.{notice}"))
+    with st.form("login"):
+        st.subheader(tr.t("login.title"))
+        username = st.text_input(tr.t("login.username"), key="login_user")
+        password = st.text_input(tr.t("login.password"), type="password", key="login_password")
+        submitted = st.form_submit_button(tr.t("login.submit"), type="primary")
+    if submitted:
+        try:
+            record = authenticate(common.engine(), username, password, now=common.now())
+        except AccountLocked as err:
+            st.error(tr.t("login.locked", until=tr.datetime(err.until)))
+        except LoginFailed:
+            st.error(tr.t("login.failed"))
+        else:
+            st.session_state[AUTH_KEY] = record
+            st.rerun()
+    if common.demo_mode():
+        from surveillance.demo import DEMO_USERS
+
+        with st.expander(tr.t("login.demo_accounts"), expanded=True):
+            st.table([{"username": u.username, "password": u.password, "role": tr.t(f"role.{u.role}")} for u in DEMO_USERS])
+
+
+def _sidebar(record: SessionRecord) -> None:
+    tr = translator()
+    with st.sidebar:
+        st.caption(tr.t("app.signed_in_as", name=record.display_name, role=tr.t(f"role.{record.role}")))
+        if st.button(tr.t("app.sign_out"), key="sign_out"):
+            end_session(common.engine(), record, reason="user", now=common.now())
+            st.session_state.pop(AUTH_KEY, None)
+            st.rerun()
+
+
+def _freshness_banner() -> None:
+    tr = translator()
+    run = common.latest_run()
+    if run.run_id is None:
+        st.warning(tr.t("app.never_run"))
+        return
+    interval = timedelta(seconds=int(os.environ.get("SCHEDULER_INCREMENTAL_SECONDS", "900")))
+    age = common.now() - run.finished_at
+    if age > interval * 2:
+        minutes = int(age.total_seconds() // 60)
+        st.warning(tr.t("app.stale", age=f"{minutes // 60} h {minutes % 60} min",
+                        interval=f"{int(interval.total_seconds() // 60)} min"))
+
+
+def _language_switch() -> None:
+    current = st.session_state.get(LANG_KEY, "en")
+    choice = st.sidebar.selectbox(
+        "Language / 言語", list(LANGUAGES), index=list(LANGUAGES).index(current),
+        format_func=LANGUAGES.get, key="language_select",
+    )
+    st.session_state[LANG_KEY] = choice
+
+
+def _database_error(err: Exception) -> None:
+    reference = uuid.uuid4().hex[:10]
+    log.error("database error, reference %s", reference, exc_info=err)
+    st.error(translator().t("app.db_error", ref=reference))
+    st.warning(translator().t("app.stale", age="?", interval="?"))
+
+
+def run() -> None:
+    st.set_page_config(page_title="Cancer Locomo", page_icon=":material/health_and_safety:", layout="wide")
+    _language_switch()
+    try:
+        _run()
+    except OperationalError as err:
+        _database_error(err)
+
+
+def _run() -> None:
+    if _want_in_process_scheduler():
+        _in_process_scheduler()
+    record: SessionRecord | None = st.session_state.get(AUTH_KEY)
+    if record is not None:
+        ended = check_session(common.engine(), record, now=common.now())
+        if ended:
+            end_session(common.engine(), record, reason=ended, now=common.now())
+            st.session_state.pop(AUTH_KEY, None)
+            st.session_state["login_notice"] = ended
+            record = None
+    if record is None:
+        st.navigation([st.Page(_login_page, title=translator().t("login.title"), url_path="login")],
+                      position="hidden").run()
+        return
+    st.session_state["identity"] = record.identity()
+    tr = translator()
+    role = Role(record.role)
+    pages = [
+        st.Page(str(PAGES_DIR / file), title=tr.t(label), icon=icon, url_path=file.removesuffix(".py"))
+        for file, label, icon, roles in PAGES
+        if role in roles
+    ]
+    _sidebar(record)
+    if common.demo_mode():
+        st.sidebar.caption(tr.t("app.demo_banner"))
+    _freshness_banner()
+    st.navigation(pages).run()

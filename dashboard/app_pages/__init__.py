@@ -1,0 +1,1 @@
+"""One page per question; thin: reads via dashboard.data, writes via surveillance.service."""

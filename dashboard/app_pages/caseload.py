@@ -1,0 +1,75 @@
+"""Caseload: my patients by priority, why each is here and what is due; act on the alerts."""
+
+import streamlit as st
+
+from dashboard.components.alerts import alert_actions
+from dashboard.components.page import page_guard
+from dashboard.data import caseload as data
+from dashboard.data.common import today
+from surveillance.access import Action, Role
+from surveillance.exports import to_csv
+from surveillance.scoring.vocab import PrimarySite
+
+identity, tr = page_guard(Action.VIEW_CASELOAD)
+st.title(tr.t("caseload.title"))
+st.caption(tr.t("caseload.subtitle"))
+
+titles = data.rule_titles()
+filters = st.columns(4)
+tier = filters[0].selectbox(tr.t("caseload.tier"), [None, "high", "intermediate", "low", "screening"],
+                            format_func=lambda v: tr.t("caseload.any") if v is None else tr.t(f"tier.{v}"), key="f_tier")
+rule_id = filters[1].selectbox(tr.t("caseload.alert_type"), [None, *titles],
+                               format_func=lambda v: tr.t("caseload.any") if v is None else titles[v], key="f_rule")
+site = filters[2].selectbox(tr.t("caseload.primary_site"), [None, *[s.value for s in PrimarySite]],
+                            format_func=lambda v: tr.t("caseload.any") if v is None else v, key="f_site")
+nurse_id = None
+if identity.role == Role.PHYSICIAN:
+    nurses = {n["id"]: n["display_name"] for n in data.nurses(identity.department)}
+    nurse_id = filters[3].selectbox(tr.t("caseload.nurse"), [None, *nurses],
+                                    format_func=lambda v: tr.t("caseload.any") if v is None else nurses[v], key="f_nurse")
+
+
+@st.fragment(run_every="30s")
+def worklist() -> None:
+    metrics = data.caseload_metrics(identity, today())
+    cols = st.columns(4)
+    cols[0].metric(tr.t("caseload.patients"), tr.number(metrics["patients"]))
+    cols[1].metric(tr.t("caseload.open_alerts"), tr.number(metrics["open_alerts"]))
+    cols[2].metric(tr.t("caseload.critical"), tr.number(metrics["critical"]))
+    cols[3].metric(tr.t("caseload.overdue_imaging"), tr.number(metrics["overdue"]))
+    frame = data.caseload(identity, tier=tier, rule_id=rule_id, primary_site=site, nurse_id=nurse_id)
+    if frame.empty:
+        st.info(tr.t("caseload.empty"))
+        st.session_state.pop("caseload_patient", None)
+        return
+    shown = frame[["mrn", "name", "priority", "alert_reasons", "tier", "next_imaging_due", "next_bma_due",
+                   "sins_worst", "bilsky_worst", "katagiri_band"]].copy()
+    shown["tier"] = shown["tier"].map(lambda v: tr.t(f"tier.{v}"))
+    shown["next_imaging_due"] = shown["next_imaging_due"].map(tr.date)
+    shown["next_bma_due"] = shown["next_bma_due"].map(tr.date)
+    shown.columns = [tr.t(f"caseload.col_{c}") for c in shown.columns]
+    event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                         key="caseload_table")
+    st.download_button(tr.t("app.export_csv"), to_csv(list(shown.columns), shown.itertuples(index=False)),
+                       file_name="caseload.csv", mime="text/csv", key="caseload_csv")
+    selected = event.selection.rows if event else []
+    if selected:
+        st.session_state["caseload_patient"] = int(frame.iloc[selected[0]]["patient_id"])
+    elif st.session_state.get("caseload_patient") not in set(frame["patient_id"]):
+        st.session_state["caseload_patient"] = int(frame.iloc[0]["patient_id"])
+
+
+worklist()
+patient_id = st.session_state.get("caseload_patient")
+if patient_id:
+    st.divider()
+    frame = data.caseload(identity, tier=tier, rule_id=rule_id, primary_site=site, nurse_id=nurse_id)
+    match = frame[frame["patient_id"] == patient_id] if not frame.empty else frame
+    if not match.empty:
+        row = match.iloc[0]
+        header = st.columns([4, 1])
+        header[0].subheader(f"{row['name']} · {row['mrn']}")
+        if header[1].button(tr.t("caseload.open_patient"), key="open_patient"):
+            st.session_state["patient_id"] = patient_id
+            st.switch_page("dashboard/app_pages/patient.py")
+        alert_actions(identity, patient_id, key="caseload")

@@ -1,0 +1,1 @@
+"""Render helpers that call ``st.*`` (tables, score panels, alert actions)."""

@@ -1,0 +1,5 @@
+"""Cancer Locomo surveillance — the Streamlit entry point (``streamlit run streamlit_app.py``)."""
+
+from dashboard.app import run
+
+run()
