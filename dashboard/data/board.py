@@ -12,7 +12,7 @@
   explanation the board reads is the computation behind the snapshot.
 * Both are cached per scope and ``data_version()`` (never across scopes).
 
-The pure helpers at the end (:func:`surgery_screen`, :func:`score_rows`,
+The display helpers at the end (:func:`surgery_screen`, :func:`score_rows`,
 :func:`case_card_html`) turn a card into rows and a self-contained, escaped
 HTML document for printing; they import no Streamlit API.
 """
@@ -264,79 +264,25 @@ def case_card(identity: Identity, patient_id: int) -> dict[str, Any] | None:
 # Pure helpers: screens and rows for display and print
 # ---------------------------------------------------------------------------
 
-YES, POSSIBLE, NO, UNKNOWN = "yes", "possible", "no", "unknown"
-
-
-def _from_totals(totals: list[int], concern) -> str:
-    if not totals:
-        return UNKNOWN
-    hits = [concern(t) for t in totals]
-    return YES if all(hits) else POSSIBLE if any(hits) else NO
-
-
 def surgery_screen(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """The surgery-contraindication screen of surveillance-rules.md, item by item (information only).
+    """The scoring core's surgery-contraindication screen, with its values formatted for display."""
+    screen = ((card.get("result") or {}).get("surgery_contraindication_screen") or {}).get("items") or []
 
-    The review names the contraindications without thresholds; each item shows
-    what the record says, and where a published band gives a natural proxy it
-    says whether the concern is met (``yes``/``possible``/``no``/``unknown``):
+    def shown(value: Any) -> Any:
+        if value is None:
+            return "—"
+        if isinstance(value, list):
+            return totals_text(value) or "—"
+        if isinstance(value, float):
+            return f"{value:,.0f}"
+        return value
 
-    * DCBM is not recorded by the product: always ``unknown`` (clinician judgement),
-      with the latest platelet count as context;
-    * "excess multiple bone metastases": ≥ 3 extraspinal foci or ≥ 3 vertebral
-      bodies (the worst categories of the revised Tokuhashi items) [CONV];
-    * "poor performance or general condition": ECOG 3–4, or KPS ≤ 40 without ECOG [CONV];
-    * "expected survival < 3–6 months": revised Tokuhashi 0–8 (< 6 months) or
-      new Katagiri 7–10 (high risk) [CONV].
-    """
-    state = card.get("state") or {}
-    result = card.get("result") or {}
-    items: list[dict[str, Any]] = []
-
-    platelets = state.get("platelets_per_ul")
-    items.append({"item": "dcbm", "status": UNKNOWN,
-                  "values": {"platelets": "—" if platelets is None else f"{float(platelets):,.0f}"}})
-
-    extraspinal = state.get("extraspinal_bone_metastases")
-    vertebral = state.get("vertebral_body_metastases")
-    counts = [int(v) for v in (extraspinal, vertebral) if v is not None]
-    if any(c >= 3 for c in counts):
-        bone = YES
-    elif extraspinal is None or vertebral is None:
-        bone = UNKNOWN
-    else:
-        bone = NO
-    items.append({"item": "bone_metastases", "status": bone,
-                  "values": {"extraspinal": "—" if extraspinal is None else int(extraspinal),
-                             "vertebral": "—" if vertebral is None else int(vertebral)}})
-
-    ecog, kps = state.get("ecog"), state.get("kps")
-    if ecog is not None:
-        performance = YES if int(ecog) >= 3 else NO
-    elif kps is not None:
-        performance = YES if int(kps) <= 40 else NO
-    else:
-        performance = UNKNOWN
-    items.append({"item": "performance", "status": performance,
-                  "values": {"ecog": "—" if ecog is None else int(ecog), "kps": "—" if kps is None else int(kps)}})
-
-    tokuhashi = list((result.get("revised_tokuhashi") or {}).get("possible_totals") or [])
-    katagiri = list((result.get("new_katagiri") or {}).get("possible_totals") or [])
-    verdicts = [
-        _from_totals(tokuhashi, lambda t: t <= 8),
-        _from_totals(katagiri, lambda t: t >= 7),
+    renamed = {"platelets_per_ul": "platelets"}
+    return [
+        {"item": i["item"], "status": i["status"],
+         "values": {renamed.get(k, k): shown(v) for k, v in i["values"].items()}}
+        for i in screen
     ]
-    if YES in verdicts:
-        survival = YES
-    elif POSSIBLE in verdicts:
-        survival = POSSIBLE
-    elif NO in verdicts:
-        survival = NO
-    else:
-        survival = UNKNOWN
-    items.append({"item": "survival", "status": survival,
-                  "values": {"tokuhashi": totals_text(tokuhashi) or "—", "katagiri": totals_text(katagiri) or "—"}})
-    return items
 
 
 def score_rows(result: dict[str, Any] | None, tr: Translator) -> list[dict[str, str]]:
@@ -473,7 +419,7 @@ def active_conditions(card: dict[str, Any], tr: Translator) -> list[dict[str, st
 
 def tri(value: Any) -> str:
     """A stored yes/no/unknown flag (SQLite gives 0/1) as ``yes``/``no``/``unknown``."""
-    return UNKNOWN if value is None else YES if bool(value) else NO
+    return "unknown" if value is None else "yes" if bool(value) else "no"
 
 
 def evidence_text(evidence: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from surveillance.scoring.katagiri import compute_katagiri, lab_flags
 from surveillance.scoring.lmnop import compute_lmnop
 from surveillance.scoring.performance_status import ecog_to_kps_values, kps_to_ecog
 from surveillance.scoring.ranges import ScoreResult, union_results
+from surveillance.scoring.surgery_screen import compute_surgery_screen
 from surveillance.scoring.tes import compute_tes_screen, extent_of
 from surveillance.scoring.tokuhashi import compute_tokuhashi
 from surveillance.scoring.tomita import compute_tomita
@@ -223,6 +224,15 @@ def score_parsed(case: CaseInput) -> dict[str, Any]:
         ecog=case.ecog,
         kps=case.kps,
         tomita_totals=systems["tomita"].possible_totals,
+        tokuhashi_totals=systems["revised_tokuhashi"].possible_totals,
+        katagiri_totals=systems["new_katagiri"].possible_totals,
+    )
+    out["surgery_contraindication_screen"] = compute_surgery_screen(
+        extraspinal_bone_metastases=case.extraspinal_bone_metastases,
+        vertebral_body_metastases=case.vertebral_body_metastases,
+        ecog=case.ecog,
+        kps=case.kps,
+        platelets_per_ul=case.platelets_per_ul,
         tokuhashi_totals=systems["revised_tokuhashi"].possible_totals,
         katagiri_totals=systems["new_katagiri"].possible_totals,
     )

@@ -23,6 +23,7 @@ from surveillance.scoring import (
     performance_status,
     sins,
     sre,
+    surgery_screen,
     tes,
     tokuhashi,
     tomita,
@@ -187,6 +188,11 @@ def _tes_table() -> list[RefTable]:
         ("Tomita 2–3 (or selected cases with 4–5)", "[V2]"),
     )
     return [RefTable("Criteria (a screen, not a rule)", ("Criterion", "Evidence"), rows)]
+
+
+def _surgery_screen_table() -> list[RefTable]:
+    rows = tuple((label, proxy) for _key, label, proxy in surgery_screen.ITEMS)
+    return [RefTable("Items (information, not a rule)", ("Contraindication", "How it is read"), rows)]
 
 
 def _lmnop_table() -> list[RefTable]:
@@ -354,6 +360,18 @@ REGISTRY: tuple[Instrument, ...] = (
         None,
         _tes_table,
         "tes_screen",
+    ),
+    Instrument(
+        "surgery_contraindication_screen",
+        "Surgery-contraindication screen",
+        "framework",
+        surgery_screen.CITATION,
+        surgery_screen.TABLE_VERSION,
+        "§11",
+        "The review's contraindications to surgery, read from the record (information).",
+        None,
+        _surgery_screen_table,
+        "surgery_contraindication_screen",
     ),
     Instrument(
         "performance_status",
