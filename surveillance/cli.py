@@ -156,48 +156,90 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo_state(engine) -> tuple[int, str | None]:
+    """(patients in the database, the demo marker: None, "generating" or "1")."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        patients = conn.execute(text("SELECT COUNT(*) FROM patient")).scalar()
+        marker = conn.execute(text("SELECT value FROM app_setting WHERE key = 'demo_mode'")).scalar()
+    return int(patients), marker
+
+
+def _reset_demo(engine) -> None:
+    """Empty a demo database (only ever one marked as demo data): drop every table, then migrate again."""
+    from sqlalchemy import MetaData
+
+    from db.schema import upgrade
+
+    metadata = MetaData()
+    metadata.reflect(engine)
+    metadata.drop_all(engine)
+    upgrade(engine)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from db.schema import upgrade
+    from surveillance.calendar import clinical_day
     from surveillance.demo import DEMO_USERS, generate_demo
     from surveillance.jobs import run_recompute
 
     engine = _engine(args, check_schema=False)
     upgrade(engine)
+    patients, marker = _demo_state(engine)
+    if patients and marker is None:
+        raise InputError(
+            f"{engine.url.render_as_string(hide_password=True)} already holds {patients:,} patients that are not "
+            "demo data; refusing to touch it. Point DATABASE_URL at another database for the demo."
+        )
+    if patients and marker == "1" and not args.reset:
+        print(f"demo data already present ({patients:,} patients); keeping it (use --reset to regenerate)",
+              file=sys.stderr)
+        _print_demo_logins(DEMO_USERS)
+        return EXIT_OK
+    if patients:  # --reset, or an earlier demo run that did not finish
+        _reset_demo(engine)
+    _mark_demo(engine, "generating")
     progress = Progress("demo")
     try:
         summary = generate_demo(
             engine,
             patients=args.patients,
             seed=args.seed,
-            today=_now().date(),
+            today=clinical_day(_now()),
             progress=lambda stage, done, total: progress(done, total, stage),
         )
     except ValueError as err:
         raise InputError(str(err)) from None
     progress.done()
-    _mark_demo(engine)
     recompute_progress = Progress("recompute")
     result = run_recompute(engine, full=True, trigger="demo", progress=recompute_progress)
     recompute_progress.done()
+    _mark_demo(engine, "1")
     print(
         f"demo: {args.patients:,} patients in {summary.seconds:.1f} s; recompute {result.seconds:.1f} s, "
         f"{result.alerts_opened:,} alerts",
         file=sys.stderr,
     )
-    print("demo logins (username / password / role):", file=sys.stderr)
-    for user in DEMO_USERS:
-        print(f"  {user.username} / {user.password} / {user.role}", file=sys.stderr)
+    _print_demo_logins(DEMO_USERS)
     return EXIT_OK
 
 
-def _mark_demo(engine) -> None:
-    """Remember that this database holds fictional demo data (the login page then lists the demo accounts)."""
+def _print_demo_logins(users) -> None:
+    print("demo logins (username / password / role):", file=sys.stderr)
+    for user in users:
+        print(f"  {user.username} / {user.password} / {user.role}", file=sys.stderr)
+
+
+def _mark_demo(engine, value: str) -> None:
+    """Remember that this database holds fictional demo data (the login page then lists the demo accounts);
+    "generating" while it is being made, so an interrupted demo is regenerated rather than kept."""
     from db import bulk
     from db.engine import writer
 
     with writer(engine).connect() as conn, conn.begin():
         bulk.execute(conn, bulk.upsert_sql("app_setting", ["key", "value", "updated_at"], ["key"]),
-                     ("demo_mode", "1", _now()))
+                     ("demo_mode", value, _now()))
 
 
 def cmd_recompute(args: argparse.Namespace) -> int:
@@ -363,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="create the schema, fictional demo patients and demo logins, then recompute")
     demo.add_argument("--patients", type=int, default=2000, help="how many patients (default 2000)")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--reset", action="store_true", help="regenerate an existing demo database")
     demo.set_defaults(handler=cmd_demo)
 
     recompute = sub.add_parser("recompute", help="recompute scores, snapshots and alerts (incremental by default)")

@@ -1,0 +1,142 @@
+"""One benchmark step per process (called by ``python -m bench``); prints one JSON line.
+
+    python -m bench.steps generate URL N
+    python -m bench.steps full URL
+    python -m bench.steps incremental URL CHANGED RUNS
+    python -m bench.steps queries URL
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import statistics
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import text
+
+from db import queries
+from db.engine import get_engine, write_session
+from db.schema import upgrade
+
+NOW = datetime.now(timezone.utc)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step_generate(url: str, patients: int) -> dict:
+    from surveillance.demo import generate_demo
+
+    engine = get_engine(url)
+    upgrade(engine)
+    start = time.perf_counter()
+    generate_demo(engine, patients=patients, seed=7, today=NOW.date())
+    return {"seconds": time.perf_counter() - start}
+
+
+def step_full(url: str) -> dict:
+    from surveillance.pipeline import recompute
+
+    engine = get_engine(url)
+    result = recompute(engine, full=True, now=NOW, trigger="bench")
+    return {"seconds": result.seconds, "alerts_opened": result.alerts_opened, "written": result.snapshots_written}
+
+
+def _change_patients(engine, ids: list[int], day: date) -> None:
+    """1,000 clinical changes as the service would write them: facts, patient_state, queue."""
+    from db import models as m
+    from surveillance.state import refresh_patient_state
+
+    rng = random.Random(len(ids))
+    with write_session(engine) as session:
+        for pid in ids:
+            session.add(m.PerformanceStatus(patient_id=pid, recorded_on=day, ecog=rng.randint(0, 4)))
+            session.add(m.LabResult(patient_id=pid, collected_on=day, test="albumin", value=round(rng.uniform(2.5, 4.5), 1),
+                                    unit="g/dL"))
+            session.add(m.ImagingStudy(patient_id=pid, performed_on=day, modality="mri", region="whole_spine"))
+        session.flush()
+        refresh_patient_state(session, ids)
+        session.add_all(m.RecomputeQueue(patient_id=pid) for pid in ids)
+
+
+def step_incremental(url: str, changed: int, runs: int) -> dict:
+    from surveillance.pipeline import recompute
+
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        all_ids = [r[0] for r in conn.execute(text("SELECT id FROM patient"))]
+    rng = random.Random(11)
+    timings = []
+    for run in range(runs):
+        ids = rng.sample(all_ids, min(changed, len(all_ids)))
+        _change_patients(engine, ids, NOW.date())
+        start = time.perf_counter()
+        result = recompute(engine, full=False, now=NOW + timedelta(minutes=run + 1), trigger="bench")
+        timings.append((time.perf_counter() - start) * 1000)
+        assert result.patients >= len(ids), result
+    return {"median_ms": statistics.median(timings), "runs_ms": [round(t) for t in timings]}
+
+
+def _median_ms(fn, repeat: int = 7) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def step_queries(url: str) -> dict:
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        nurse = conn.execute(text("SELECT id FROM app_user WHERE role = 'nurse' ORDER BY id LIMIT 1")).scalar()
+        filters = {
+            "none": {},
+            "nurse": {"nurse_id": nurse},
+            "tier": {"tier": "high"},
+            "primary_site": {"primary_site": "kidney"},
+            "alert_type": {"rule_id": "escc-high-grade"},
+            "nurse+tier+alert": {"nurse_id": nurse, "tier": "intermediate", "rule_id": "bma-dose-overdue"},
+        }
+        caseload = {name: _median_ms(lambda f=f: queries.caseload(conn, **f)) for name, f in filters.items()}
+        worst = max(caseload, key=caseload.get)
+        overdue = _median_ms(lambda: queries.overdue_imaging(conn, today=NOW.date()))
+        since = (NOW.date().replace(day=1) - timedelta(days=5 * 365)).replace(day=1)
+        trend = _median_ms(lambda: queries.sre_monthly_trend(conn, since=since))
+        rows = len(queries.caseload(conn))
+    return {
+        "caseload_ms": statistics.median(caseload.values()),
+        "caseload_by_filter_ms": {k: round(v, 2) for k, v in caseload.items()},
+        "caseload_worst_filter": worst,
+        "caseload_worst_ms": caseload[worst],
+        "caseload_rows": rows,
+        "overdue_ms": overdue,
+        "sre_trend_ms": trend,
+    }
+
+
+def main(argv: list[str]) -> int:
+    step, url, *rest = argv
+    if step == "generate":
+        result = step_generate(url, int(rest[0]))
+    elif step == "full":
+        result = step_full(url)
+    elif step == "incremental":
+        result = step_incremental(url, int(rest[0]), int(rest[1]))
+    elif step == "queries":
+        result = step_queries(url)
+    else:
+        raise SystemExit(f"unknown step {step}")
+    result["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
