@@ -19,13 +19,15 @@ from functools import lru_cache
 from surveillance.scoring.metastatic import organ_metastasis_present, solitary_possibilities
 from surveillance.scoring.ranges import (
     Band,
+    CannotCompute,
     Citation,
     InstrumentTable,
     Item,
+    ItemSpec,
     Option,
     ScoreResult,
     item_result,
-    possible_sums,
+    score_items,
 )
 from surveillance.scoring.vocab import Collapse, PrimarySite, VisceralStatus
 
@@ -106,86 +108,100 @@ def fracture_possibilities(
     return frozenset({False})
 
 
-def _flag(item: Item, possibilities: frozenset[bool], favourable_when: bool, value_names=("yes", "no")) -> object:
+def _flag(item: Item, possibilities: frozenset[bool], favourable_when: bool, value_names=("yes", "no"), **extra):
     points = {item.points("yes" if p == favourable_when else "no") for p in possibilities}
-    value = (
-        "unknown"
-        if len(possibilities) > 1
-        else value_names[0]
-        if next(iter(possibilities)) == favourable_when
-        else value_names[1]
-    )
-    return item_result(item, value, points, missing=len(possibilities) > 1)
+    if len(possibilities) > 1:
+        value = "unknown"
+    else:
+        value = value_names[0] if next(iter(possibilities)) == favourable_when else value_names[1]
+    return item_result(item, value, points, **extra)
+
+
+NO_HISTOLOGY = CannotCompute("primary histology unknown")
+NO_COUNTS = CannotCompute("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
+
+
+@lru_cache(maxsize=64)
+def no_visceral_item(visceral_status: VisceralStatus | None, brain_metastases: bool | None):
+    present = organ_metastasis_present(visceral_status, brain_metastases)
+    return _flag(TABLE.item("no_visceral_metastases"), present, favourable_when=False,
+                 missing_reason="visceral / brain metastases" if len(present) > 1 else "")
+
+
+@lru_cache(maxsize=64)
+def not_lung_item(site: PrimarySite | None):
+    if site is None:
+        return NO_HISTOLOGY
+    if site == PrimarySite.UNKNOWN_PRIMARY:
+        # Undecidable by definition, not an unrecorded input.
+        note = "unknown primary: 'not lung cancer' cannot be decided [§18.12]"
+        return _flag(TABLE.item("primary_not_lung"), frozenset({True, False}), favourable_when=False, ambiguity=note)
+    return _flag(TABLE.item("primary_not_lung"), frozenset({site in LUNG_SITES}), favourable_when=False)
+
+
+@lru_cache(maxsize=64)
+def favourable_item(site: PrimarySite | None):
+    if site is None:
+        return NO_HISTOLOGY
+    item = TABLE.item("favourable_histology")
+    return item_result(item, str(site), [item.points("yes" if site in FAVOURABLE_SITES else "no")])
+
+
+@lru_cache(maxsize=1024)
+def solitary_item(extraspinal: int | None, vertebral: int | None, single_contiguous_lesion: bool | None):
+    solitary = solitary_possibilities(extraspinal, vertebral, single_contiguous_lesion)
+    if not solitary:
+        return NO_COUNTS
+    note = "one contiguous lesion over several vertebrae: 'solitary' is undefined [§18.22]" if len(solitary) > 1 else ""
+    return _flag(TABLE.item("solitary_skeletal_metastasis"), solitary, favourable_when=True,
+                 value_names=("solitary", "multiple"), note=note, ambiguity=note)
+
+
+@lru_cache(maxsize=64)
+def fracture_item(collapses: tuple[Collapse | None, ...], extraspinal_fracture: bool | None):
+    fractures = fracture_possibilities(collapses, extraspinal_fracture)
+    return _flag(TABLE.item("no_pathological_fracture"), fractures, favourable_when=False,
+                 value_names=("no fracture", "fracture"),
+                 missing_reason="vertebral collapse or extraspinal pathological fracture" if len(fractures) > 1 else "")
+
+
+_COUNTS = ("extraspinal_bone_metastases", "vertebral_body_metastases", "single_contiguous_lesion")
+MODIFIED_SPECS = (
+    ItemSpec("no_visceral_metastases", no_visceral_item, ("visceral_status", "brain_metastases")),
+    ItemSpec("primary_not_lung", not_lung_item, ("site",)),
+    ItemSpec("favourable_histology", favourable_item, ("site",)),
+    ItemSpec("solitary_skeletal_metastasis", solitary_item, _COUNTS),
+)
+SPECS = MODIFIED_SPECS + (ItemSpec("no_pathological_fracture", fracture_item, ("collapses", "extraspinal_fracture")),)
+
+
+def _inputs(site, visceral_status, brain_metastases, extraspinal_bone_metastases, vertebral_body_metastases,
+            single_contiguous_lesion, collapses, extraspinal_fracture) -> dict:
+    return dict(site=site, visceral_status=visceral_status, brain_metastases=brain_metastases,
+                extraspinal_bone_metastases=extraspinal_bone_metastases,
+                vertebral_body_metastases=vertebral_body_metastases, single_contiguous_lesion=single_contiguous_lesion,
+                collapses=collapses, extraspinal_fracture=extraspinal_fracture)
 
 
 @lru_cache(maxsize=8192)
-def _compute(
-    modified: bool,
-    site: PrimarySite | None,
-    visceral_status: VisceralStatus | None,
-    brain_metastases: bool | None,
-    extraspinal_bone_metastases: int | None,
-    vertebral_body_metastases: int | None,
-    single_contiguous_lesion: bool | None,
-    collapses: tuple[Collapse | None, ...],
-    extraspinal_fracture: bool | None,
-) -> ScoreResult:
-    table = MODIFIED_TABLE if modified else TABLE
-    reasons = []
-    if site is None:
-        reasons.append("primary histology unknown")
-    solitary = solitary_possibilities(extraspinal_bone_metastases, vertebral_body_metastases, single_contiguous_lesion)
-    if not solitary:
-        reasons.append("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
-    if reasons:
-        return ScoreResult(table, (), [], reasons)
+def _compute(modified: bool, *args) -> ScoreResult:
+    if modified:
+        return score_items(MODIFIED_TABLE, MODIFIED_SPECS, _inputs(*args))
+    return score_items(TABLE, SPECS, _inputs(*args))
 
-    missing: list[str] = []
-    ambiguities: list[str] = []
-    present = organ_metastasis_present(visceral_status, brain_metastases)
-    no_visceral = _flag(table.item("no_visceral_metastases"), present, favourable_when=False)
-    if no_visceral.missing:
-        missing.append("visceral / brain metastases")
 
-    if site == PrimarySite.UNKNOWN_PRIMARY:
-        is_lung = frozenset({True, False})
-        ambiguities.append("unknown primary: 'not lung cancer' cannot be decided [§18.12]")
-    else:
-        is_lung = frozenset({site in LUNG_SITES})
-    not_lung = _flag(table.item("primary_not_lung"), is_lung, favourable_when=False)
-    not_lung.missing = False  # undecidable by definition, not an unrecorded input
-
-    fav_item = table.item("favourable_histology")
-    favourable = item_result(fav_item, str(site), [fav_item.points("yes" if site in FAVOURABLE_SITES else "no")])
-
-    sol_item = table.item("solitary_skeletal_metastasis")
-    solitary_result = _flag(sol_item, solitary, favourable_when=True, value_names=("solitary", "multiple"))
-    solitary_result.missing = False
-    if len(solitary) > 1:
-        solitary_result.note = "one contiguous lesion over several vertebrae: 'solitary' is undefined [§18.22]"
-        ambiguities.append(solitary_result.note)
-
-    items = [no_visceral, not_lung, favourable, solitary_result]
-    if not modified:
-        fractures = fracture_possibilities(collapses, extraspinal_fracture)
-        fracture = _flag(
-            table.item("no_pathological_fracture"),
-            fractures,
-            favourable_when=False,
-            value_names=("no fracture", "fracture"),
-        )
-        if fracture.missing:
-            missing.append("vertebral collapse or extraspinal pathological fracture")
-        items.append(fracture)
-    return ScoreResult(table, possible_sums([i.possible_points for i in items]), items, missing, ambiguities)
+def _args(kwargs: dict) -> tuple:
+    return (kwargs["site"], kwargs["visceral_status"], kwargs["brain_metastases"],
+            kwargs["extraspinal_bone_metastases"], kwargs["vertebral_body_metastases"],
+            kwargs["single_contiguous_lesion"], kwargs["collapses"], kwargs["extraspinal_fracture"])
 
 
 def compute_bauer(**kwargs) -> ScoreResult:
-    """Original Bauer score (0–5); keyword arguments as :func:`_compute`."""
-    return _compute(False, **kwargs)
+    """Original Bauer score (0–5); keyword arguments as :func:`_inputs`."""
+    return _compute(False, *_args(kwargs))
 
 
 def compute_modified_bauer(**kwargs) -> ScoreResult:
     """Modified Bauer score (0–4): the fracture item removed."""
     kwargs = dict(kwargs, collapses=(), extraspinal_fracture=False)
-    return _compute(True, **kwargs)
+    return _compute(True, *_args(kwargs))

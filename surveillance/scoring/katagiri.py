@@ -25,13 +25,15 @@ from functools import lru_cache
 from surveillance.scoring.metastatic import organ_metastasis_states, solitary_possibilities
 from surveillance.scoring.ranges import (
     Band,
+    CannotCompute,
     Citation,
     InstrumentTable,
     Item,
+    ItemSpec,
     Option,
     ScoreResult,
     item_result,
-    possible_sums,
+    score_items,
 )
 from surveillance.scoring.vocab import PrimarySite, VisceralStatus
 
@@ -172,6 +174,93 @@ def _tier_possibilities(flags: tuple[bool | None, ...], tier: str) -> set[bool]:
     return {False}
 
 
+NO_HISTOLOGY = CannotCompute("primary histology unknown")
+NO_COUNTS = CannotCompute("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
+_WORLD_OPTION = {"none": "none", "nodular": "nodular_or_cerebral", "brain": "nodular_or_cerebral",
+                 "disseminated": "disseminated"}
+
+
+@lru_cache(maxsize=256)
+def primary_item(site: PrimarySite | None, hormone_dependent: bool | None, molecular_targeted_therapy: bool | None):
+    if site is None:
+        return NO_HISTOLOGY
+    pl = TABLE.item("primary_lesion")
+    groups = primary_groups(site, hormone_dependent, molecular_targeted_therapy)
+    note = ""
+    if len(groups) > 1:
+        note = "hormone dependence not recorded" if site in HORMONE_SITES else "molecularly targeted therapy not recorded"
+    return item_result(pl, f"{site} ({' or '.join(groups)})", [pl.points(g) for g in groups], note=note,
+                       missing_reason=note.replace(" not recorded", ""))
+
+
+@lru_cache(maxsize=64)
+def visceral_item(visceral_status: VisceralStatus | None, brain_metastases: bool | None):
+    vm = TABLE.item("visceral_metastases")
+    worlds = organ_metastasis_states(visceral_status, brain_metastases)
+    missing = len({_WORLD_OPTION[w] for w in worlds}) > 1
+    return item_result(vm, " or ".join(sorted(worlds)) if len(worlds) > 1 else next(iter(worlds)),
+                       [vm.points(_WORLD_OPTION[w]) for w in worlds],
+                       missing_reason="visceral / brain metastases" if missing else "")
+
+
+@lru_cache(maxsize=1024)
+def laboratory_item(labs: tuple[bool | None, ...]):
+    lab = TABLE.item("laboratory")
+    abnormal = _tier_possibilities(labs, "abnormal")
+    critical = _tier_possibilities(labs, "critical")
+    tiers = {"critical" if c else "abnormal" if a else "normal" for a in abnormal for c in critical}
+    positives = [cut[1] for f, cut in zip(labs, LAB_CUTOFFS, strict=False) if f]
+    absent = [cut[1] for f, cut in zip(labs, LAB_CUTOFFS, strict=False) if f is None]
+    described = ", ".join(f"{name} out of range" for name in positives) or "all measured in range"
+    note = "not measured: " + ", ".join(absent) if absent else ""
+    reason = "laboratory: " + ", ".join(absent) if absent and len(tiers) > 1 else ""
+    return item_result(lab, described, [lab.points(t) for t in tiers], note=note, missing_reason=reason)
+
+
+@lru_cache(maxsize=128)
+def performance_item(ecog: int | None, kps: int | None):
+    ps = TABLE.item("ecog")
+    if ecog is not None:
+        return item_result(ps, f"ECOG {ecog}", [ps.points("yes" if ecog >= 3 else "no")])
+    if kps is not None:
+        return item_result(ps, f"KPS {kps} (converted)", [ps.points("yes" if kps <= 40 else "no")],
+                           note="no ECOG: KPS ≤ 40 taken as ECOG 3–4")
+    return item_result(ps, None, ps.all_points(), note="no ECOG or KPS recorded",
+                       missing_reason="performance status (ECOG or KPS)")
+
+
+@lru_cache(maxsize=4)
+def chemotherapy_item(previous_chemotherapy: bool | None):
+    ch = TABLE.item("previous_chemotherapy")
+    if previous_chemotherapy is None:
+        note = "unknown (does immunotherapy or targeted therapy count? [§18.15])"
+        return item_result(ch, None, ch.all_points(), note=note, missing_reason="previous chemotherapy", ambiguity=note)
+    value = "yes" if previous_chemotherapy else "no"
+    return item_result(ch, value, [ch.points(value)])
+
+
+@lru_cache(maxsize=1024)
+def multiple_item(extraspinal: int | None, vertebral: int | None, single_contiguous_lesion: bool | None):
+    solitary = solitary_possibilities(extraspinal, vertebral, single_contiguous_lesion)
+    if not solitary:
+        return NO_COUNTS
+    ms = TABLE.item("multiple_skeletal_metastases")
+    note = "one contiguous lesion over several vertebrae: 'solitary' is undefined [§18.22]" if len(solitary) > 1 else ""
+    return item_result(ms, "yes" if solitary == {False} else "no" if solitary == {True} else "undetermined",
+                       [ms.points("no" if s else "yes") for s in solitary], note=note, ambiguity=note)
+
+
+SPECS = (
+    ItemSpec("primary_lesion", primary_item, ("site", "hormone_dependent", "molecular_targeted_therapy")),
+    ItemSpec("visceral_metastases", visceral_item, ("visceral_status", "brain_metastases")),
+    ItemSpec("laboratory", laboratory_item, ("labs",)),
+    ItemSpec("ecog", performance_item, ("ecog", "kps")),
+    ItemSpec("previous_chemotherapy", chemotherapy_item, ("previous_chemotherapy",)),
+    ItemSpec("multiple_skeletal_metastases", multiple_item,
+             ("extraspinal_bone_metastases", "vertebral_body_metastases", "single_contiguous_lesion")),
+)
+
+
 @lru_cache(maxsize=16384)
 def compute_katagiri(
     site: PrimarySite | None,
@@ -188,99 +277,9 @@ def compute_katagiri(
     single_contiguous_lesion: bool | None,
 ) -> ScoreResult:
     """New Katagiri score; ``labs`` is :func:`lab_flags` of the patient's values."""
-    reasons = []
-    if site is None:
-        reasons.append("primary histology unknown")
-    solitary = solitary_possibilities(extraspinal_bone_metastases, vertebral_body_metastases, single_contiguous_lesion)
-    if not solitary:
-        reasons.append("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
-    if reasons:
-        return ScoreResult(TABLE, (), [], reasons)
-    missing: list[str] = []
-    ambiguities: list[str] = []
-
-    pl = TABLE.item("primary_lesion")
-    groups = primary_groups(site, hormone_dependent, molecular_targeted_therapy)
-    note = ""
-    if len(groups) > 1:
-        note = (
-            "hormone dependence not recorded" if site in HORMONE_SITES else "molecularly targeted therapy not recorded"
-        )
-        missing.append(note.replace(" not recorded", ""))
-    primary = item_result(
-        pl, f"{site} ({' or '.join(groups)})", [pl.points(g) for g in groups], note=note, missing=bool(note)
-    )
-
-    vm = TABLE.item("visceral_metastases")
-    worlds = organ_metastasis_states(visceral_status, brain_metastases)
-    world_option = {
-        "none": "none",
-        "nodular": "nodular_or_cerebral",
-        "brain": "nodular_or_cerebral",
-        "disseminated": "disseminated",
-    }
-    v_missing = len({world_option[w] for w in worlds}) > 1
-    if v_missing:
-        missing.append("visceral / brain metastases")
-    visceral = item_result(
-        vm,
-        " or ".join(sorted(worlds)) if len(worlds) > 1 else next(iter(worlds)),
-        [vm.points(world_option[w]) for w in worlds],
-        missing=v_missing,
-    )
-
-    lab = TABLE.item("laboratory")
-    abnormal = _tier_possibilities(labs, "abnormal")
-    critical = _tier_possibilities(labs, "critical")
-    tiers = {"critical" if c else "abnormal" if a else "normal" for a in abnormal for c in critical}
-    positives = [cut[1] for f, cut in zip(labs, LAB_CUTOFFS, strict=False) if f]
-    absent = [cut[1] for f, cut in zip(labs, LAB_CUTOFFS, strict=False) if f is None]
-    described = ", ".join(f"{name} out of range" for name in positives) or "all measured in range"
-    lab_note = ""
-    if absent:
-        lab_note = "not measured: " + ", ".join(absent)
-        if len(tiers) > 1:
-            missing.append("laboratory: " + ", ".join(absent))
-    labs_result = item_result(lab, described, [lab.points(t) for t in tiers], note=lab_note, missing=len(tiers) > 1)
-
-    ps = TABLE.item("ecog")
-    if ecog is not None:
-        ps_result = item_result(ps, f"ECOG {ecog}", [ps.points("yes" if ecog >= 3 else "no")])
-    elif kps is not None:
-        ps_result = item_result(
-            ps,
-            f"KPS {kps} (converted)",
-            [ps.points("yes" if kps <= 40 else "no")],
-            note="no ECOG: KPS ≤ 40 taken as ECOG 3–4",
-        )
-    else:
-        ps_result = item_result(ps, None, ps.all_points(), missing=True, note="no ECOG or KPS recorded")
-        missing.append("performance status (ECOG or KPS)")
-
-    ch = TABLE.item("previous_chemotherapy")
-    if previous_chemotherapy is None:
-        chemo = item_result(
-            ch,
-            None,
-            ch.all_points(),
-            missing=True,
-            note="unknown (does immunotherapy or targeted therapy count? [§18.15])",
-        )
-        missing.append("previous chemotherapy")
-    else:
-        chemo = item_result(
-            ch, "yes" if previous_chemotherapy else "no", [ch.points("yes" if previous_chemotherapy else "no")]
-        )
-
-    ms = TABLE.item("multiple_skeletal_metastases")
-    multiple = item_result(
-        ms,
-        "yes" if solitary == {False} else "no" if solitary == {True} else "undetermined",
-        [ms.points("no" if s else "yes") for s in solitary],
-        note="one contiguous lesion over several vertebrae: 'solitary' is undefined [§18.22]"
-        if len(solitary) > 1
-        else "",
-    )
-    items = [primary, visceral, labs_result, ps_result, chemo, multiple]
-    ambiguities += [i.note for i in items if i.note and "§18" in i.note and len(i.possible_points) > 1]
-    return ScoreResult(TABLE, possible_sums([i.possible_points for i in items]), items, missing, ambiguities)
+    return score_items(TABLE, SPECS, dict(
+        site=site, hormone_dependent=hormone_dependent, molecular_targeted_therapy=molecular_targeted_therapy,
+        visceral_status=visceral_status, brain_metastases=brain_metastases, labs=labs, ecog=ecog, kps=kps,
+        previous_chemotherapy=previous_chemotherapy, extraspinal_bone_metastases=extraspinal_bone_metastases,
+        vertebral_body_metastases=vertebral_body_metastases, single_contiguous_lesion=single_contiguous_lesion,
+    ))

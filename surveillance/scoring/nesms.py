@@ -18,13 +18,15 @@ from functools import lru_cache
 
 from surveillance.scoring.ranges import (
     Band,
+    CannotCompute,
     Citation,
     InstrumentTable,
     Item,
+    ItemSpec,
     Option,
     ScoreResult,
     item_result,
-    possible_sums,
+    score_items,
 )
 from surveillance.scoring.vocab import Ambulation
 
@@ -93,6 +95,41 @@ def albumin_normal(albumin_g_dl: float | None) -> bool | None:
     return None if albumin_g_dl is None else albumin_g_dl >= ALBUMIN_NORMAL_G_DL
 
 
+@lru_cache(maxsize=256)
+def modified_bauer_item(modified_bauer_totals: tuple[int, ...], modified_bauer_missing: tuple[str, ...] = ()):
+    if not modified_bauer_totals:
+        return CannotCompute("modified Bauer cannot be computed: " + "; ".join(modified_bauer_missing))
+    mb = TABLE.item("modified_bauer")
+    points = {mb.points("ge3" if t >= MODIFIED_BAUER_THRESHOLD else "lt3") for t in modified_bauer_totals}
+    return item_result(mb, f"modified Bauer {'/'.join(map(str, modified_bauer_totals))}", points)
+
+
+@lru_cache(maxsize=16)
+def ambulation_item(ambulatory_status: Ambulation | None):
+    amb = TABLE.item("ambulation")
+    if ambulatory_status is None:
+        return item_result(amb, None, amb.all_points(), note="ambulatory status not recorded",
+                           missing_reason="ambulatory status")
+    note = "walking with an aid: undefined for NESMS [§18.14]" if ambulatory_status == Ambulation.WITH_AID else ""
+    return item_result(amb, str(ambulatory_status), _AMBULATION_POINTS[ambulatory_status], note=note, ambiguity=note)
+
+
+@lru_cache(maxsize=4)
+def albumin_item(albumin_is_normal: bool | None):
+    alb = TABLE.item("albumin")
+    if albumin_is_normal is None:
+        return item_result(alb, None, alb.all_points(), note="albumin not measured", missing_reason="albumin")
+    level = "normal" if albumin_is_normal else "low"
+    return item_result(alb, alb.label_of(level), [alb.points(level)])
+
+
+SPECS = (
+    ItemSpec("modified_bauer", modified_bauer_item, ("modified_bauer_totals", "modified_bauer_missing")),
+    ItemSpec("ambulation", ambulation_item, ("ambulatory_status",)),
+    ItemSpec("albumin", albumin_item, ("albumin_is_normal",)),
+)
+
+
 @lru_cache(maxsize=8192)
 def compute_nesms(
     modified_bauer_totals: tuple[int, ...],
@@ -100,39 +137,8 @@ def compute_nesms(
     ambulatory_status: Ambulation | None,
     albumin_is_normal: bool | None,
 ) -> ScoreResult:
-    """NESMS from the modified Bauer possible totals, ambulation and :func:`albumin_normal`."""
-    if not modified_bauer_totals:
-        return ScoreResult(TABLE, (), [], ["modified Bauer cannot be computed: " + "; ".join(modified_bauer_missing)])
-    missing: list[str] = []
-    ambiguities: list[str] = []
-
-    mb = TABLE.item("modified_bauer")
-    mb_points = {mb.points("ge3" if t >= MODIFIED_BAUER_THRESHOLD else "lt3") for t in modified_bauer_totals}
-    shown = "/".join(map(str, modified_bauer_totals))
-    mb_result = item_result(mb, f"modified Bauer {shown}", mb_points)
-
-    amb = TABLE.item("ambulation")
-    if ambulatory_status is None:
-        amb_result = item_result(amb, None, amb.all_points(), missing=True, note="ambulatory status not recorded")
-        missing.append("ambulatory status")
-    else:
-        note = "walking with an aid: undefined for NESMS [§18.14]" if ambulatory_status == Ambulation.WITH_AID else ""
-        amb_result = item_result(amb, str(ambulatory_status), _AMBULATION_POINTS[ambulatory_status], note=note)
-        if note:
-            ambiguities.append(note)
-
-    alb = TABLE.item("albumin")
-    if albumin_is_normal is None:
-        alb_result = item_result(alb, None, alb.all_points(), missing=True, note="albumin not measured")
-        missing.append("albumin")
-    else:
-        level = "normal" if albumin_is_normal else "low"
-        alb_result = item_result(alb, alb.label_of(level), [alb.points(level)])
-
-    items = [mb_result, amb_result, alb_result]
-    totals = possible_sums([i.possible_points for i in items], cap=CEILING)
-    raw_max = max(possible_sums([i.possible_points for i in items]))
-    result = ScoreResult(TABLE, totals, items, missing, ambiguities)
-    if raw_max > CEILING:
-        result.extra["capped"] = True
-    return result
+    """NESMS from the modified Bauer possible totals, ambulation and :func:`albumin_normal` (capped at 3)."""
+    return score_items(TABLE, SPECS, dict(
+        modified_bauer_totals=modified_bauer_totals, modified_bauer_missing=modified_bauer_missing,
+        ambulatory_status=ambulatory_status, albumin_is_normal=albumin_is_normal,
+    ), cap=CEILING)

@@ -137,6 +137,8 @@ class ItemResult:
     possible_points: tuple[int, ...]
     note: str = ""
     missing: bool = False
+    missing_reason: str = ""  # what the instrument's ``missing`` list says about this item
+    ambiguity: str = ""  # a published ambiguity this item enumerates
 
     @property
     def points(self) -> int | None:
@@ -163,6 +165,8 @@ def item_result(
     *,
     note: str = "",
     missing: bool = False,
+    missing_reason: str = "",
+    ambiguity: str = "",
 ) -> ItemResult:
     return ItemResult(
         key=item.key,
@@ -170,8 +174,54 @@ def item_result(
         value=value,
         possible_points=tuple(sorted(set(points))),
         note=note,
-        missing=missing,
+        missing=missing or bool(missing_reason),
+        missing_reason=missing_reason,
+        ambiguity=ambiguity,
     )
+
+
+class CannotCompute(str):
+    """An item's answer when the instrument cannot be computed at all: the reason, as text."""
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """One item of an instrument: the function that scores it and the inputs it reads.
+
+    The instrument's ``compute_*`` and the batch scorer both go through these
+    specs, so an item's logic exists once; the batch evaluates each item once
+    per distinct combination of *its own* inputs, which is what makes a
+    million patients cheap.
+    """
+
+    key: str
+    fn: Any  # (*inputs) -> ItemResult | CannotCompute
+    inputs: tuple[str, ...]
+
+
+def score_items(
+    table: InstrumentTable, specs: Sequence[ItemSpec], inputs: dict[str, Any], *, cap: int | None = None
+) -> ScoreResult:
+    """An instrument's result from its item specs; any :class:`CannotCompute` makes it "cannot compute"."""
+    results: list[ItemResult] = []
+    reasons: list[str] = []
+    for spec in specs:
+        outcome = spec.fn(*(inputs[name] for name in spec.inputs))
+        if isinstance(outcome, CannotCompute):
+            if outcome not in reasons:
+                reasons.append(str(outcome))
+        else:
+            results.append(outcome)
+    if reasons:
+        return ScoreResult(table, (), [], reasons)
+    missing = [r.missing_reason for r in results if r.missing_reason]
+    ambiguities = [r.ambiguity for r in results if r.ambiguity and len(r.possible_points) > 1]
+    uncapped = possible_sums([r.possible_points for r in results])
+    result = ScoreResult(table, possible_sums([r.possible_points for r in results], cap=cap), results, missing,
+                         ambiguities)
+    if cap is not None and uncapped and max(uncapped) > cap:
+        result.extra["capped"] = True
+    return result
 
 
 def possible_sums(point_sets: Sequence[Iterable[int]], *, cap: int | None = None) -> tuple[int, ...]:

@@ -20,10 +20,11 @@ from surveillance.scoring.ranges import (
     Citation,
     InstrumentTable,
     Item,
+    ItemSpec,
     Option,
     ScoreResult,
     item_result,
-    possible_sums,
+    score_items,
 )
 from surveillance.scoring.vocab import Alignment, Collapse, LesionType, Level, Pain, Posterolateral
 
@@ -156,13 +157,44 @@ TABLE = InstrumentTable(
 KAKUTANI_FLAG_THRESHOLD = 10
 
 
-def _component(key: str, value: str | None, label: str):
-    item = TABLE.item(key)
-    if value is None:
-        return item_result(
-            item, None, item.all_points(), missing=True, note=f"{label} not recorded: every value possible"
-        )
-    return item_result(item, str(value), [item.points(value)])
+@lru_cache(maxsize=512)
+def location_item(levels: tuple[Level, ...]):
+    location = TABLE.item("location")
+    classes = sorted({LEVEL_CLASS[lv] for lv in levels}, key=lambda c: -location.points(c))
+    if len(classes) == 1:
+        return item_result(location, classes[0], [location.points(classes[0])])
+    note = "lesion spans several location classes; SINS gives no rule, so each is possible"
+    return item_result(location, " or ".join(classes), [location.points(c) for c in classes], note=note,
+                       ambiguity=note)
+
+
+def _component(key: str, label: str):
+    @lru_cache(maxsize=8)
+    def component_item(value):
+        item = TABLE.item(key)
+        if value is None:
+            return item_result(item, None, item.all_points(), note=f"{label} not recorded: every value possible",
+                               missing_reason=label)
+        return item_result(item, str(value), [item.points(value)])
+
+    component_item.__name__ = f"{key}_item"
+    return component_item
+
+
+pain_item = _component("pain", "Pain")
+bone_lesion_item = _component("bone_lesion", "Lesion type")
+alignment_item = _component("alignment", "Alignment")
+collapse_item = _component("collapse", "Collapse")
+posterolateral_item = _component("posterolateral", "Posterolateral involvement")
+
+SPECS = (
+    ItemSpec("location", location_item, ("levels",)),
+    ItemSpec("pain", pain_item, ("pain",)),
+    ItemSpec("bone_lesion", bone_lesion_item, ("lesion_type",)),
+    ItemSpec("alignment", alignment_item, ("alignment",)),
+    ItemSpec("collapse", collapse_item, ("collapse",)),
+    ItemSpec("posterolateral", posterolateral_item, ("posterolateral",)),
+)
 
 
 @lru_cache(maxsize=65536)
@@ -175,26 +207,5 @@ def compute_sins(
     posterolateral: Posterolateral | None,
 ) -> ScoreResult:
     """SINS of one lesion covering ``levels`` (one level, or a contiguous span)."""
-    location = TABLE.item("location")
-    classes = sorted({LEVEL_CLASS[lv] for lv in levels}, key=lambda c: -location.points(c))
-    if len(classes) == 1:
-        loc = item_result(location, classes[0], [location.points(classes[0])])
-    else:
-        loc = item_result(
-            location,
-            " or ".join(classes),
-            [location.points(c) for c in classes],
-            note="lesion spans several location classes; SINS gives no rule, so each is possible",
-        )
-    items = [
-        loc,
-        _component("pain", pain, "Pain"),
-        _component("bone_lesion", lesion_type, "Lesion type"),
-        _component("alignment", alignment, "Alignment"),
-        _component("collapse", collapse, "Collapse"),
-        _component("posterolateral", posterolateral, "Posterolateral involvement"),
-    ]
-    totals = possible_sums([i.possible_points for i in items])
-    missing = [i.label for i in items if i.missing]
-    ambiguities = [loc.note] if loc.note else []
-    return ScoreResult(TABLE, totals, items, missing, ambiguities)
+    return score_items(TABLE, SPECS, dict(levels=levels, pain=pain, lesion_type=lesion_type, alignment=alignment,
+                                          collapse=collapse, posterolateral=posterolateral))

@@ -70,6 +70,51 @@ def extent_of(lesion_levels: list[tuple]) -> str:
     return spinal_extent_criterion(len(positions), positions[0], positions[-1])
 
 
+def survival_criterion(tokuhashi_totals: tuple[int, ...], katagiri_totals: tuple[int, ...]) -> str:
+    """Met if either score says long survival; an unavailable score could say so."""
+    if not tokuhashi_totals and not katagiri_totals:
+        return UNKNOWN
+    tokuhashi_says = {t >= 12 for t in tokuhashi_totals} or {True, False}
+    katagiri_says = {k <= 3 for k in katagiri_totals} or {True, False}
+    return _tri({t or k for t in tokuhashi_says for k in katagiri_says})
+
+
+def histology_criterion(sites: tuple[PrimarySite, ...]) -> str:
+    return _tri({s in FAVOURABLE_SITES for s in sites}) if sites else UNKNOWN
+
+
+def performance_criterion(ecog: int | None, kps: int | None) -> str:
+    if ecog is not None:
+        return MET if ecog <= 1 else NOT_MET
+    if kps is not None:
+        return MET if kps_to_ecog(kps) <= 1 else NOT_MET
+    return UNKNOWN
+
+
+def tomita_criterion(tomita_totals: tuple[int, ...]) -> str:
+    if not tomita_totals:
+        return UNKNOWN
+    if max(tomita_totals) <= 3:
+        return MET
+    if min(tomita_totals) >= 6:
+        return NOT_MET
+    if min(tomita_totals) >= 4 and max(tomita_totals) <= 5:
+        return "selected"
+    return UNKNOWN
+
+
+def combine(spinal_extent: str, survival: str, histology: str, performance: str, tomita: str) -> str:
+    """The screen's result from its five criteria."""
+    others = [spinal_extent, survival, histology, performance]
+    if NOT_MET in others or tomita == NOT_MET:
+        return "negative"
+    if all(v == MET for v in others) and tomita == MET:
+        return "positive"
+    if all(v == MET for v in others) and tomita == "selected":
+        return "selected"
+    return "undetermined"
+
+
 def compute_tes_screen(
     *,
     sites: tuple[PrimarySite, ...],
@@ -81,48 +126,15 @@ def compute_tes_screen(
     katagiri_totals: tuple[int, ...],
 ) -> dict:
     """The screen; ``spinal_extent`` is :func:`spinal_extent_criterion` of the patient's lesions."""
-    criteria = {"solitary_or_le3_contiguous": spinal_extent}
-
-    # Met if either score says long survival; an unavailable score could say so.
-    tokuhashi_says = {t >= 12 for t in tokuhashi_totals} or {True, False}
-    katagiri_says = {k <= 3 for k in katagiri_totals} or {True, False}
-    long_survival = {t or k for t in tokuhashi_says for k in katagiri_says}
-    if not tokuhashi_totals and not katagiri_totals:
-        long_survival = set()
-    criteria["expected_survival_gt_1_2_years"] = _tri(long_survival) if long_survival else UNKNOWN
-
-    criteria["favourable_histology"] = _tri({s in FAVOURABLE_SITES for s in sites}) if sites else UNKNOWN
-
-    if ecog is not None:
-        criteria["ecog_0_1"] = MET if ecog <= 1 else NOT_MET
-    elif kps is not None:
-        criteria["ecog_0_1"] = MET if kps_to_ecog(kps) <= 1 else NOT_MET
-    else:
-        criteria["ecog_0_1"] = UNKNOWN
-
-    if not tomita_totals:
-        tomita_state = UNKNOWN
-    elif max(tomita_totals) <= 3:
-        tomita_state = MET
-    elif min(tomita_totals) >= 6:
-        tomita_state = NOT_MET
-    elif min(tomita_totals) >= 4 and max(tomita_totals) <= 5:
-        tomita_state = "selected"
-    else:
-        tomita_state = UNKNOWN
-    criteria["tomita_2_3_or_selected_4_5"] = tomita_state
-
-    others = [v for k, v in criteria.items() if k != "tomita_2_3_or_selected_4_5"]
-    if NOT_MET in others or tomita_state == NOT_MET:
-        result = "negative"
-    elif all(v == MET for v in others) and tomita_state == MET:
-        result = "positive"
-    elif all(v == MET for v in others) and tomita_state == "selected":
-        result = "selected"
-    else:
-        result = "undetermined"
+    criteria = {
+        "solitary_or_le3_contiguous": spinal_extent,
+        "expected_survival_gt_1_2_years": survival_criterion(tokuhashi_totals, katagiri_totals),
+        "favourable_histology": histology_criterion(sites),
+        "ecog_0_1": performance_criterion(ecog, kps),
+        "tomita_2_3_or_selected_4_5": tomita_criterion(tomita_totals),
+    }
     return {
-        "result": result,
+        "result": combine(*criteria.values()),
         "criteria": criteria,
         "screen_only": True,
         "note": "A screen, not a rule: the review's criteria; survival read from Tokuhashi/Katagiri bands [CONV].",

@@ -23,13 +23,15 @@ from surveillance.scoring.metastatic import organ_metastasis_present
 from surveillance.scoring.performance_status import ecog_to_kps_values, frankel_palsy
 from surveillance.scoring.ranges import (
     Band,
+    CannotCompute,
     Citation,
     InstrumentTable,
     Item,
+    ItemSpec,
     Option,
     ScoreResult,
     item_result,
-    possible_sums,
+    score_items,
 )
 from surveillance.scoring.vocab import Frankel, PrimarySite, VisceralStatus
 
@@ -160,6 +162,97 @@ def _count_class(count: int, table: tuple[tuple[int, str], ...]) -> str:
     raise ValueError(count)
 
 
+NO_HISTOLOGY = CannotCompute("primary histology unknown")
+NO_COUNTS = CannotCompute("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
+
+
+@lru_cache(maxsize=256)
+def general_condition_item(kps: int | None, ecog: int | None):
+    gc = TABLE.item("general_condition")
+    if kps is not None:
+        return item_result(gc, f"KPS {kps}", [gc.points(_kps_class(kps))])
+    if ecog is not None:
+        kps_values = ecog_to_kps_values(ecog)
+        classes = {_kps_class(k) for k in kps_values}
+        note = f"converted from ECOG {ecog} (KPS {kps_values[0]}–{kps_values[-1]})"
+        ambiguity = ""
+        if len(classes) > 1:
+            note += ": straddles the KPS 70/80 boundary, 1 or 2"
+            ambiguity = f"ECOG {ecog} without KPS: Tokuhashi general condition undetermined"
+        return item_result(gc, f"ECOG {ecog} (converted)", [gc.points(c) for c in classes], note=note,
+                           ambiguity=ambiguity)
+    return item_result(gc, None, gc.all_points(), note="no KPS or ECOG recorded",
+                       missing_reason="performance status (KPS or ECOG)")
+
+
+@lru_cache(maxsize=256)
+def extraspinal_item(extraspinal: int | None, vertebral: int | None):
+    if extraspinal is None or vertebral is None:
+        return NO_COUNTS
+    item = TABLE.item("extraspinal_bone_metastases")
+    return item_result(item, extraspinal, [item.points(_count_class(extraspinal, ((3, "ge3"), (1, "1-2"), (0, "0"))))])
+
+
+@lru_cache(maxsize=256)
+def vertebral_item(extraspinal: int | None, vertebral: int | None):
+    if extraspinal is None or vertebral is None:
+        return NO_COUNTS
+    item = TABLE.item("vertebral_body_metastases")
+    return item_result(item, vertebral, [item.points(_count_class(vertebral, ((3, "ge3"), (2, "2"), (1, "1"))))])
+
+
+@lru_cache(maxsize=256)
+def organ_item(visceral_status: VisceralStatus | None, visceral_removable: bool | None, brain_metastases: bool | None):
+    om = TABLE.item("major_organ_metastases")
+    present = organ_metastasis_present(visceral_status, brain_metastases)
+    points: set[int] = set()
+    if False in present:
+        points.add(om.points("none"))
+    if True in present:
+        if visceral_removable is None:
+            points |= {om.points("removable"), om.points("unremovable")}
+        else:
+            points.add(om.points("removable" if visceral_removable else "unremovable"))
+    missing = len(present) > 1 or (True in present and visceral_removable is None)
+    if present == {False}:
+        value = "none"
+    elif present == {True}:
+        value = {True: "removable", False: "unremovable", None: "present, removability unknown"}[visceral_removable]
+    else:
+        value = "unknown"
+    return item_result(om, value, points, missing_reason="organ metastases / removability" if missing else "")
+
+
+@lru_cache(maxsize=256)
+def primary_item(site: PrimarySite | None):
+    if site is None:
+        return NO_HISTOLOGY
+    ps = TABLE.item("primary_site")
+    groups = PRIMARY_GROUP.get(site, ("others",))
+    note = "cervix: 'uterus' (3) or 'others' (2) [DISC §18.9]" if len(groups) > 1 else ""
+    return item_result(ps, f"{site} ({' or '.join(ps.label_of(g) for g in groups)})", [ps.points(g) for g in groups],
+                       note=note, ambiguity=note)
+
+
+@lru_cache(maxsize=16)
+def palsy_item(frankel_grade: Frankel | None):
+    pa = TABLE.item("palsy")
+    if frankel_grade is None:
+        return item_result(pa, None, pa.all_points(), note="Frankel grade not recorded", missing_reason="Frankel grade")
+    return item_result(pa, f"Frankel {frankel_grade}", [pa.points(frankel_palsy(frankel_grade))])
+
+
+_COUNTS = ("extraspinal_bone_metastases", "vertebral_body_metastases")
+SPECS = (
+    ItemSpec("general_condition", general_condition_item, ("kps", "ecog")),
+    ItemSpec("extraspinal_bone_metastases", extraspinal_item, _COUNTS),
+    ItemSpec("vertebral_body_metastases", vertebral_item, _COUNTS),
+    ItemSpec("major_organ_metastases", organ_item, ("visceral_status", "visceral_removable", "brain_metastases")),
+    ItemSpec("primary_site", primary_item, ("site",)),
+    ItemSpec("palsy", palsy_item, ("frankel_grade",)),
+)
+
+
 @lru_cache(maxsize=8192)
 def compute_tokuhashi(
     site: PrimarySite | None,
@@ -172,83 +265,8 @@ def compute_tokuhashi(
     brain_metastases: bool | None,
     frankel_grade: Frankel | None,
 ) -> ScoreResult:
-    reasons = []
-    if site is None:
-        reasons.append("primary histology unknown")
-    if extraspinal_bone_metastases is None or vertebral_body_metastases is None:
-        reasons.append("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
-    if reasons:
-        return ScoreResult(TABLE, (), [], reasons)
-
-    missing: list[str] = []
-    ambiguities: list[str] = []
-
-    gc = TABLE.item("general_condition")
-    if kps is not None:
-        general = item_result(gc, f"KPS {kps}", [gc.points(_kps_class(kps))])
-    elif ecog is not None:
-        kps_values = ecog_to_kps_values(ecog)
-        classes = {_kps_class(k) for k in kps_values}
-        note = f"converted from ECOG {ecog} (KPS {kps_values[0]}–{kps_values[-1]})"
-        if len(classes) > 1:
-            note += ": straddles the KPS 70/80 boundary, 1 or 2"
-            ambiguities.append(f"ECOG {ecog} without KPS: Tokuhashi general condition undetermined")
-        general = item_result(gc, f"ECOG {ecog} (converted)", [gc.points(c) for c in classes], note=note)
-    else:
-        general = item_result(gc, None, gc.all_points(), missing=True, note="no KPS or ECOG recorded")
-        missing.append("performance status (KPS or ECOG)")
-
-    ex = TABLE.item("extraspinal_bone_metastases")
-    extraspinal = item_result(
-        ex,
-        extraspinal_bone_metastases,
-        [ex.points(_count_class(extraspinal_bone_metastases, ((3, "ge3"), (1, "1-2"), (0, "0"))))],
-    )
-    vb = TABLE.item("vertebral_body_metastases")
-    vertebral = item_result(
-        vb,
-        vertebral_body_metastases,
-        [vb.points(_count_class(vertebral_body_metastases, ((3, "ge3"), (2, "2"), (1, "1"))))],
-    )
-
-    om = TABLE.item("major_organ_metastases")
-    present = organ_metastasis_present(visceral_status, brain_metastases)
-    o_points: set[int] = set()
-    if False in present:
-        o_points.add(om.points("none"))
-    if True in present:
-        if visceral_removable is None:
-            o_points |= {om.points("removable"), om.points("unremovable")}
-        else:
-            o_points.add(om.points("removable" if visceral_removable else "unremovable"))
-    o_missing = len(present) > 1 or (True in present and visceral_removable is None)
-    if present == {False}:
-        o_value = "none"
-    elif present == {True}:
-        o_value = {True: "removable", False: "unremovable", None: "present, removability unknown"}[visceral_removable]
-    else:
-        o_value = "unknown"
-    if o_missing:
-        missing.append("organ metastases / removability")
-    organs = item_result(om, o_value, o_points, missing=o_missing)
-
-    ps = TABLE.item("primary_site")
-    groups = PRIMARY_GROUP.get(site, ("others",))
-    primary = item_result(
-        ps,
-        f"{site} ({' or '.join(ps.label_of(g) for g in groups)})",
-        [ps.points(g) for g in groups],
-        note="cervix: 'uterus' (3) or 'others' (2) [DISC §18.9]" if len(groups) > 1 else "",
-    )
-    if len(groups) > 1:
-        ambiguities.append(primary.note)
-
-    pa = TABLE.item("palsy")
-    if frankel_grade is None:
-        palsy = item_result(pa, None, pa.all_points(), missing=True, note="Frankel grade not recorded")
-        missing.append("Frankel grade")
-    else:
-        palsy = item_result(pa, f"Frankel {frankel_grade}", [pa.points(frankel_palsy(frankel_grade))])
-
-    items = [general, extraspinal, vertebral, organs, primary, palsy]
-    return ScoreResult(TABLE, possible_sums([i.possible_points for i in items]), items, missing, ambiguities)
+    return score_items(TABLE, SPECS, dict(
+        site=site, kps=kps, ecog=ecog, extraspinal_bone_metastases=extraspinal_bone_metastases,
+        vertebral_body_metastases=vertebral_body_metastases, visceral_status=visceral_status,
+        visceral_removable=visceral_removable, brain_metastases=brain_metastases, frankel_grade=frankel_grade,
+    ))

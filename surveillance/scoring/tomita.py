@@ -17,13 +17,15 @@ from functools import lru_cache
 from surveillance.scoring.metastatic import organ_metastasis_present, solitary_possibilities
 from surveillance.scoring.ranges import (
     Band,
+    CannotCompute,
     Citation,
     InstrumentTable,
     Item,
+    ItemSpec,
     Option,
     ScoreResult,
     item_result,
-    possible_sums,
+    score_items,
 )
 from surveillance.scoring.vocab import PrimarySite, VisceralStatus
 
@@ -94,8 +96,62 @@ GROWTH_CLASS: dict[PrimarySite, tuple[str, str]] = {
 }
 
 
-def _cannot(reasons: list[str]) -> ScoreResult:
-    return ScoreResult(TABLE, (), [], reasons)
+NO_HISTOLOGY = CannotCompute("primary histology unknown")
+NO_COUNTS = CannotCompute("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
+
+
+@lru_cache(maxsize=256)
+def growth_item(site: PrimarySite | None):
+    growth = TABLE.item("primary_growth")
+    if site is None:
+        return NO_HISTOLOGY
+    if site in GROWTH_CLASS:
+        cls, evidence = GROWTH_CLASS[site]
+        return item_result(growth, f"{cls} ({site})", [growth.points(cls)], note=evidence if "CONV" in evidence else "")
+    note = "histology not named by Tomita: a clinician must assign the class; every class shown"
+    return item_result(growth, f"not named by Tomita ({site})", growth.all_points(), note=note, ambiguity=note)
+
+
+@lru_cache(maxsize=256)
+def visceral_item(visceral_status: VisceralStatus | None, visceral_treatable: bool | None, brain_metastases: bool | None):
+    visceral = TABLE.item("visceral_metastases")
+    present = organ_metastasis_present(visceral_status, brain_metastases)
+    points: set[int] = set()
+    if False in present:
+        points.add(visceral.points("none"))
+    if True in present:
+        if visceral_treatable is None:
+            points |= {visceral.points("treatable"), visceral.points("untreatable")}
+        else:
+            points.add(visceral.points("treatable" if visceral_treatable else "untreatable"))
+    missing = len(present) > 1 or (True in present and visceral_treatable is None)
+    if present == {False}:
+        value = "none"
+    elif present == {True}:
+        value = {True: "treatable", False: "untreatable", None: "present, treatability unknown"}[visceral_treatable]
+    else:
+        value = "unknown"
+    return item_result(visceral, value, points, missing_reason="visceral metastases / treatability" if missing else "")
+
+
+@lru_cache(maxsize=1024)
+def bone_item(extraspinal: int | None, vertebral: int | None, single_contiguous_lesion: bool | None):
+    solitary = solitary_possibilities(extraspinal, vertebral, single_contiguous_lesion)
+    if not solitary:
+        return NO_COUNTS
+    bone = TABLE.item("bone_metastases")
+    value = "solitary" if solitary == {True} else "multiple" if solitary == {False} else "solitary or multiple"
+    note = "one contiguous lesion over several vertebrae: 'isolated' is undefined" if len(solitary) > 1 else ""
+    return item_result(bone, value, {bone.points("solitary" if s else "multiple") for s in solitary}, note=note,
+                       ambiguity=note)
+
+
+SPECS = (
+    ItemSpec("primary_growth", growth_item, ("site",)),
+    ItemSpec("visceral_metastases", visceral_item, ("visceral_status", "visceral_treatable", "brain_metastases")),
+    ItemSpec("bone_metastases", bone_item,
+             ("extraspinal_bone_metastases", "vertebral_body_metastases", "single_contiguous_lesion")),
+)
 
 
 @lru_cache(maxsize=8192)
@@ -108,56 +164,8 @@ def compute_tomita(
     vertebral_body_metastases: int | None,
     single_contiguous_lesion: bool | None,
 ) -> ScoreResult:
-    reasons = []
-    if site is None:
-        reasons.append("primary histology unknown")
-    solitary = solitary_possibilities(extraspinal_bone_metastases, vertebral_body_metastases, single_contiguous_lesion)
-    if not solitary:
-        reasons.append("skeletal metastasis counts (extraspinal and vertebral body) not recorded")
-    if reasons:
-        return _cannot(reasons)
-
-    growth = TABLE.item("primary_growth")
-    if site in GROWTH_CLASS:
-        cls, evidence = GROWTH_CLASS[site]
-        g = item_result(growth, f"{cls} ({site})", [growth.points(cls)], note=evidence if "CONV" in evidence else "")
-    else:
-        g = item_result(
-            growth,
-            f"not named by Tomita ({site})",
-            growth.all_points(),
-            note="histology not named by Tomita: a clinician must assign the class; every class shown",
-        )
-
-    visceral = TABLE.item("visceral_metastases")
-    present = organ_metastasis_present(visceral_status, brain_metastases)
-    v_points: set[int] = set()
-    if False in present:
-        v_points.add(visceral.points("none"))
-    if True in present:
-        if visceral_treatable is None:
-            v_points |= {visceral.points("treatable"), visceral.points("untreatable")}
-        else:
-            v_points.add(visceral.points("treatable" if visceral_treatable else "untreatable"))
-    v_missing = len(present) > 1 or (True in present and visceral_treatable is None)
-    if present == {False}:
-        v_value = "none"
-    elif present == {True}:
-        v_value = {True: "treatable", False: "untreatable", None: "present, treatability unknown"}[visceral_treatable]
-    else:
-        v_value = "unknown"
-    v = item_result(visceral, v_value, v_points, missing=v_missing)
-
-    bone = TABLE.item("bone_metastases")
-    b_points = {bone.points("solitary" if s else "multiple") for s in solitary}
-    b_value = "solitary" if solitary == {True} else "multiple" if solitary == {False} else "solitary or multiple"
-    b = item_result(
-        bone,
-        b_value,
-        b_points,
-        note="one contiguous lesion over several vertebrae: 'isolated' is undefined" if len(solitary) > 1 else "",
-    )
-    items = [g, v, b]
-    ambiguities = [i.note for i in items if i.note and len(i.possible_points) > 1]
-    missing = ["visceral metastases / treatability"] if v_missing else []
-    return ScoreResult(TABLE, possible_sums([i.possible_points for i in items]), items, missing, ambiguities)
+    return score_items(TABLE, SPECS, dict(
+        site=site, visceral_status=visceral_status, visceral_treatable=visceral_treatable,
+        brain_metastases=brain_metastases, extraspinal_bone_metastases=extraspinal_bone_metastases,
+        vertebral_body_metastases=vertebral_body_metastases, single_contiguous_lesion=single_contiguous_lesion,
+    ))
