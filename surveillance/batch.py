@@ -1,38 +1,46 @@
-"""Scoring many patients at once with the scoring core's own functions.
+"""Scoring many patients at once with the scoring core's own item functions.
 
 The recompute pipeline scores up to a million patients a night.  Calling
-``score_case`` per patient would take minutes, so this module turns columns of
-patient and lesion data into the small, discrete inputs each instrument reads,
-finds the distinct input combinations (a cohort has far fewer distinct
-combinations than patients), calls the instrument's ``compute_*`` function once
-per combination — the same function ``score_case`` calls, so there is one
-source of truth — and spreads the results back over the rows.  Laboratory
-cut-offs are applied with the instrument's own table (``katagiri.LAB_CUTOFFS``,
-``nesms.ALBUMIN_NORMAL_G_DL``).
+``score_case`` per patient would take minutes, so this module works item by
+item.  Every instrument of the core is a list of :class:`ItemSpec` (an item's
+function and the inputs it reads); here each input becomes a column of small
+integer codes (-1 for unknown), each item's inputs are packed into one integer
+key, and the item's own function runs once per *distinct key* — an item reads
+one to three inputs, so a million patients have a few dozen distinct keys per
+item.  The points an item can take become a bit mask per patient, and the
+instrument's possible totals are the sum-set of its items' masks, computed for
+all patients at once with shifts and ORs.  Bands come from the instrument's own
+table (``band_of``), once per distinct mask.
 
-The cache of combination → result lives as long as the :class:`BatchScorer`, so
-later chunks of a run mostly look results up.
+A histology that is a family ("lung cancer": NSCLC or SCLC) is scored for every
+candidate site, as ``for_sites`` does for one patient: the patient's row is
+repeated per candidate, and the results are united (any candidate that cannot
+be computed makes the instrument "cannot compute", as ``union_results`` says).
+
+Laboratory cut-offs are the instrument's own table (``katagiri.LAB_CUTOFFS``,
+``nesms.ALBUMIN_NORMAL_G_DL``).  The per-key caches live as long as the
+:class:`BatchScorer`, so later batches of a run mostly look results up.
+``tests/test_batch.py`` checks the batch against ``score_case`` patient by
+patient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from surveillance.rules.engine import mask_max, mask_min, totals_of
-from surveillance.scoring import nesms
-from surveillance.scoring.bauer import compute_bauer, compute_modified_bauer
-from surveillance.scoring.engine import for_sites, sins_categories
+from surveillance.scoring import bauer, katagiri, nesms, sins, tokuhashi, tomita
+from surveillance.scoring import tes as tes_screen
+from surveillance.scoring.engine import sins_categories
 from surveillance.scoring.histology import UnknownHistology, normalise_histology
-from surveillance.scoring.katagiri import LAB_CUTOFFS, compute_katagiri
-from surveillance.scoring.ranges import ScoreResult
-from surveillance.scoring.sins import compute_sins
-from surveillance.scoring.tes import compute_tes_screen, spinal_extent_criterion
-from surveillance.scoring.tokuhashi import compute_tokuhashi
-from surveillance.scoring.tomita import compute_tomita
+from surveillance.scoring.katagiri import LAB_CUTOFFS
+from surveillance.scoring.ranges import CannotCompute, InstrumentTable, ItemSpec
+from surveillance.scoring.tes import spinal_extent_criterion
 from surveillance.scoring.vocab import (
     LEVEL_ORDER,
     Alignment,
@@ -50,6 +58,7 @@ from surveillance.scoring.vocab import (
 
 LEVELS = list(Level)
 BILSKY_ORDER = [g.value for g in BilskyGrade]
+SITES = list(PrimarySite)
 
 #: Patient-level columns :meth:`BatchScorer.score` reads (float NaN / None / -1 for unknown).
 PATIENT_COLUMNS = (
@@ -85,23 +94,49 @@ LESION_COLUMNS = (
     "assessed_on",
 )
 
+_TRI = (False, True)
 
-def _codes(values: np.ndarray, vocabulary: list) -> np.ndarray:
-    """Index of each value in ``vocabulary``; -1 for None/unknown."""
+
+def to_mask(totals: Sequence[int]) -> int:
+    mask = 0
+    for t in totals:
+        mask |= 1 << t
+    return mask
+
+
+def _codes(values: np.ndarray, vocabulary: Sequence[Any]) -> np.ndarray:
+    """Index of each value in ``vocabulary``; -1 for None/NaN or a value outside it (hash-based, no Python loop)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
     table = {v: i for i, v in enumerate(vocabulary)}
-    return np.fromiter((table.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+    lookup = np.array([table.get(u, -1) for u in uniques.tolist()] + [-1], dtype=np.int64)
+    return lookup[codes]  # the sentinel -1 picks the trailing -1
 
 
-def _decode(code: int, vocabulary: list) -> Any:
-    return None if code < 0 else vocabulary[code]
+def _dedupe(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` for non-negative int keys, in linear time when they are small."""
+    if len(key) == 0:
+        return key, key
+    top = int(key.max())
+    if top >= 1 << 22 or int(key.min()) < 0:
+        distinct, inverse = np.unique(key, return_inverse=True)
+        return distinct, inverse.reshape(-1)
+    present = np.zeros(top + 1, dtype=bool)
+    present[key] = True
+    distinct = np.flatnonzero(present)
+    position = np.cumsum(present) - 1
+    return distinct, position[key]
 
 
-def _tri_decode(code: int) -> bool | None:
-    return None if code < 0 else bool(code)
-
-
-def _int_decode(code: int) -> int | None:
-    return None if code < 0 else int(code)
+def _pair_codes(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, Any]]]:
+    """Codes of distinct (first, second) value pairs (None/NaN kept as values) and the pairs themselves."""
+    a, a_values = pd.factorize(np.asarray(first, dtype=object), use_na_sentinel=False)
+    b, b_values = pd.factorize(np.asarray(second, dtype=object), use_na_sentinel=False)
+    distinct, inverse = _dedupe(a.astype(np.int64) * max(len(b_values), 1) + b)
+    width = max(len(b_values), 1)
+    a_list, b_list = list(a_values), list(b_values)
+    return inverse, [(a_list[k // width], b_list[k % width]) for k in distinct.tolist()]
 
 
 def _float_codes(values: np.ndarray) -> np.ndarray:
@@ -109,31 +144,54 @@ def _float_codes(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), -1, values).astype(np.int64)
 
 
-def to_mask(totals: tuple[int, ...]) -> int:
-    mask = 0
-    for t in totals:
-        mask |= 1 << t
-    return mask
+def _tri_codes(values: np.ndarray) -> np.ndarray:
+    """Tri-state columns (1 / 0 / -1) as int codes."""
+    return np.asarray(values).astype(np.int64)
 
 
 @dataclass
-class _Cache:
-    results: dict[tuple, Any] = field(default_factory=dict)
+class _Column:
+    """One input of the items: int codes (-1 unknown) and how a code becomes the core's value."""
 
-    def apply(self, keys: np.ndarray, fn: Callable[[tuple], Any]) -> tuple[list[Any], np.ndarray]:
-        """``fn`` once per distinct row of ``keys``; returns (results, inverse index)."""
-        if len(keys) == 0:
-            return [], np.zeros(0, dtype=np.int64)
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        out = []
-        for row in unique.tolist():
-            key = tuple(row)
-            result = self.results.get(key)
-            if result is None:
-                result = fn(key)
-                self.results[key] = result
-            out.append(result)
-        return out, inverse.reshape(-1)
+    codes: np.ndarray
+    decode: Callable[[int], Any]
+
+    def take(self, rows: np.ndarray | None) -> _Column:
+        return self if rows is None else _Column(self.codes[rows], self.decode)
+
+
+def _enum(vocabulary: Sequence[Any]) -> Callable[[int], Any]:
+    return lambda c: None if c < 0 else vocabulary[c]
+
+
+def _int(c: int) -> int | None:
+    return None if c < 0 else int(c)
+
+
+def _tri(c: int) -> bool | None:
+    return None if c < 0 else bool(c)
+
+
+def _add(total: int, item: int) -> int:
+    """Bit mask of every ``t + p`` for t in ``total`` and p in ``item``; -1 ("cannot compute") wins."""
+    if total < 0 or item < 0:
+        return -1
+    out, bit = 0, 0
+    while item:
+        if item & 1:
+            out |= total << bit
+        item >>= 1
+        bit += 1
+    return out
+
+
+def _capped(total: int, cap: int | None) -> int:
+    """0 for "cannot compute"; with a published ceiling (NESMS) totals above ``cap`` become ``cap``."""
+    if total < 0:
+        return 0
+    if cap is not None and total >> (cap + 1):
+        total = (total & ((1 << (cap + 1)) - 1)) | (1 << cap)
+    return total
 
 
 @dataclass
@@ -154,6 +212,17 @@ class BatchResult:
     lesion_sins_mask: np.ndarray
 
 
+#: Instruments scored per patient: name, table, item specs, ceiling.
+_INSTRUMENTS: tuple[tuple[str, InstrumentTable, tuple[ItemSpec, ...], int | None], ...] = (
+    ("tomita", tomita.TABLE, tomita.SPECS, None),
+    ("revised_tokuhashi", tokuhashi.TABLE, tokuhashi.SPECS, None),
+    ("bauer", bauer.TABLE, bauer.SPECS, None),
+    ("modified_bauer", bauer.MODIFIED_TABLE, bauer.MODIFIED_SPECS, None),
+    ("new_katagiri", katagiri.TABLE, katagiri.SPECS, None),
+)
+_FRACTURE_COLLAPSES = {1: (Collapse.LT50,), -1: (None,), 0: ()}  # any fracture / a collapse unknown / neither
+
+
 class BatchScorer:
     """Scores columns of patients; keep one instance per run to reuse its caches."""
 
@@ -164,20 +233,22 @@ class BatchScorer:
         self._site_index: dict[tuple[PrimarySite, ...], int] = {(): 0}
         self._histology: dict[str, tuple[PrimarySite, ...]] = {}
         self._span_tuples: list[tuple[Level, ...]] = []
-        self._span_index: dict[tuple[str, str | None], int] = {}
-        self._caches: dict[str, _Cache] = {}
+        self._span_index: dict[tuple[Any, Any], int] = {}
+        self._items: dict[tuple, int] = {}  # (instrument, item, input codes) -> points mask, -1: cannot compute
+        self._bands: dict[tuple[str, int], str | None] = {}
+        self._tes: dict[tuple, Any] = {}
 
     # -- encoders -------------------------------------------------------------
 
-    def _sites(self, site: Any, histology: Any) -> int:
-        if site is not None:
+    def _site_of(self, site: Any, histology: Any) -> tuple[PrimarySite, ...]:
+        if site is not None and site == site:
             try:
-                sites: tuple[PrimarySite, ...] = (PrimarySite(site),)
+                return (PrimarySite(site),)
             except ValueError:
                 # A code the vocabulary does not know (a legacy row): scored as unknown
                 # histology ("cannot compute"), never a guess, and never a failed run.
-                sites = ()
-        elif histology:
+                return ()
+        if histology is not None and histology == histology and histology:
             sites = self._histology.get(histology)
             if sites is None:
                 try:
@@ -185,260 +256,220 @@ class BatchScorer:
                 except UnknownHistology:
                     sites = ()  # the writers refuse such text; an unmappable legacy row stays unknown
                 self._histology[histology] = sites
-        else:
-            sites = ()
-        code = self._site_index.get(sites)
-        if code is None:
-            code = len(self._site_tuples)
-            self._site_tuples.append(sites)
-            self._site_index[sites] = code
-        return code
+            return sites
+        return ()
 
-    def _span(self, level: str, span_end: str | None) -> int:
-        key = (level, span_end)
-        code = self._span_index.get(key)
-        if code is None:
-            first, last = (
-                LEVEL_ORDER[Level(level)],
-                LEVEL_ORDER[Level(span_end)] if span_end else LEVEL_ORDER[Level(level)],
+    def _site_codes(self, site: np.ndarray, histology: np.ndarray) -> np.ndarray:
+        """Code of each patient's candidate-site tuple (distinct (site, histology) pairs resolved once)."""
+        n = len(site)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        codes, uniques = _pair_codes(site, histology)
+        lookup = np.empty(len(uniques), dtype=np.int64)
+        for j, (s, h) in enumerate(uniques):
+            sites = self._site_of(s, h)
+            code = self._site_index.get(sites)
+            if code is None:
+                code = len(self._site_tuples)
+                self._site_tuples.append(sites)
+                self._site_index[sites] = code
+            lookup[j] = code
+        return lookup[codes]
+
+    def _span_codes(self, level: np.ndarray, span_end: np.ndarray) -> np.ndarray:
+        if len(level) == 0:
+            return np.zeros(0, dtype=np.int64)
+        codes, uniques = _pair_codes(level, span_end)
+        lookup = np.empty(len(uniques), dtype=np.int64)
+        for j, (lv, end) in enumerate(uniques):
+            end = end if isinstance(end, str) else None
+            key = (lv, end)
+            code = self._span_index.get(key)
+            if code is None:
+                first = LEVEL_ORDER[Level(lv)]
+                last = LEVEL_ORDER[Level(end)] if end else first
+                lo, hi = min(first, last), max(first, last)
+                code = len(self._span_tuples)
+                self._span_tuples.append(tuple(LEVELS[lo : hi + 1]))
+                self._span_index[key] = code
+            lookup[j] = code
+        return lookup[codes]
+
+    # -- items ------------------------------------------------------------------
+
+    def _item_mask(self, instrument: str, spec: ItemSpec, columns: dict[str, _Column]) -> tuple[np.ndarray, np.ndarray]:
+        """The item's distinct point masks (-1: the instrument cannot be computed) and each row's index into them."""
+        inputs = [columns[name] for name in spec.inputs]
+        n = len(inputs[0].codes)
+        key = np.zeros(n, dtype=np.int64)
+        radices = []
+        for column in inputs:
+            radix = int(column.codes.max()) + 2 if n else 1
+            key = key * radix + (column.codes + 1)
+            radices.append(radix)
+        distinct, inverse = _dedupe(key)
+        masks = np.empty(len(distinct), dtype=np.int64)
+        for j, packed in enumerate(distinct.tolist()):
+            codes = []
+            for radix in reversed(radices):
+                packed, digit = divmod(packed, radix)
+                codes.append(digit - 1)
+            codes.reverse()
+            cache_key = (instrument, spec.key, *codes)
+            mask = self._items.get(cache_key)
+            if mask is None:
+                outcome = spec.fn(*(column.decode(c) for column, c in zip(inputs, codes, strict=True)))
+                if isinstance(outcome, CannotCompute):
+                    mask = -1
+                else:
+                    if min(outcome.possible_points) < 0:  # pragma: no cover - no instrument has negative points
+                        raise ValueError(f"{instrument}.{spec.key}: negative points cannot be a bit mask")
+                    mask = to_mask(outcome.possible_points)
+                self._items[cache_key] = mask
+            masks[j] = mask
+        return masks, inverse
+
+    def _instrument_mask(
+        self, instrument: str, specs: Sequence[ItemSpec], columns: dict[str, _Column], cap: int | None = None
+    ) -> np.ndarray:
+        """Possible-totals mask per row (0: cannot compute): the sum-set of the items' masks.
+
+        The rows' combinations of item answers are few, so the sum-set is taken
+        once per distinct combination.
+        """
+        n = len(next(iter(columns.values())).codes)
+        current = np.ones(1, dtype=np.int64)  # distinct partial sums so far: only the empty sum, 0
+        rows = np.zeros(n, dtype=np.int64)  # each row's index into ``current``
+        for spec in specs:
+            masks, inverse = self._item_mask(instrument, spec, columns)
+            distinct, pair = _dedupe(rows * len(masks) + inverse)
+            sums = np.array(
+                [_add(int(current[k // len(masks)]), int(masks[k % len(masks)])) for k in distinct.tolist()],
+                dtype=np.int64,
             )
-            lo, hi = min(first, last), max(first, last)
-            code = len(self._span_tuples)
-            self._span_tuples.append(tuple(LEVELS[lo : hi + 1]))
-            self._span_index[key] = code
-        return code
+            current, compact = np.unique(sums, return_inverse=True)
+            rows = compact.reshape(-1)[pair]
+        final = np.array([_capped(int(m), cap) for m in current.tolist()], dtype=np.int64)
+        return final[rows]
 
-    def _cache(self, name: str) -> _Cache:
-        return self._caches.setdefault(name, _Cache())
+    def _band_codes(self, instrument: str, table: InstrumentTable, masks: np.ndarray) -> np.ndarray:
+        distinct, inverse = _dedupe(masks)
+        bands = np.empty(len(distinct), dtype=object)
+        for j, mask in enumerate(distinct.tolist()):
+            key = (instrument, mask)
+            if key not in self._bands:
+                self._bands[key] = table.band_of(tuple(totals_of(mask))) if mask else None
+            bands[j] = self._bands[key]
+        return bands[inverse]
 
     # -- scoring ----------------------------------------------------------------
 
     def score(self, patients: dict[str, np.ndarray], lesions: dict[str, np.ndarray]) -> BatchResult:
         n = len(patients["primary_site"])
-        site = np.fromiter(
-            (self._sites(s, h) for s, h in zip(patients["primary_site"], patients["primary_histology"], strict=True)),
-            dtype=np.int64,
-            count=n,
-        )
-        tri = {
-            k: patients[k].astype(np.int64)
-            for k in (
-                "hormone_dependent",
-                "molecular_targeted_therapy",
-                "previous_chemotherapy",
-                "fit_for_surgery",
-                "visceral_treatable",
-                "visceral_removable",
-                "brain_metastases",
-                "extraspinal_pathological_fracture",
-            )
-        }
-        ecog = _float_codes(patients["ecog"])
-        kps = _float_codes(patients["kps"])
-        extraspinal = _float_codes(patients["extraspinal_bone_metastases"])
-        vertebral = _float_codes(patients["vertebral_body_metastases"])
-        vstatus = _codes(patients["visceral_status"], [v.value for v in VisceralStatus])
-        ambulation = _codes(patients["ambulatory_status"], [v.value for v in Ambulation])
-        frankel = _codes(patients["frankel_grade"], [v.value for v in Frankel])
-        labs = (
-            np.stack(
-                [
-                    np.where(
-                        np.isnan(patients[field_name]),
-                        -1,
-                        (patients[field_name] >= threshold) if op == "ge" else (patients[field_name] < threshold),
-                    ).astype(np.int64)
-                    for field_name, _label, _tier, op, threshold in LAB_CUTOFFS
-                ],
-                axis=1,
-            )
-            if n
-            else np.zeros((0, len(LAB_CUTOFFS)), dtype=np.int64)
-        )
-        albumin = patients["albumin_g_dl"]
-        albumin_ok = np.where(np.isnan(albumin), -1, albumin >= nesms.ALBUMIN_NORMAL_G_DL).astype(np.int64)
-
+        site_code = self._site_codes(patients["primary_site"], patients["primary_histology"])
         lesion = self._score_lesions(n, lesions)
         # One contiguous multi-level lesion is "single contiguous"; several lesions are not; none is unknown.
         contiguous = np.where(
             lesion["count"] == 0, -1, np.where((lesion["count"] == 1) & (lesion["first_span"] > 1), 1, 0)
         )
-        fracture = lesion["fracture"]  # 1: a collapse lt50/gt50, -1: a collapse unknown, 0: neither
-        results_masks: dict[str, np.ndarray] = {}
-        results_bands: dict[str, np.ndarray] = {}
-
-        def run(name: str, keys: list[np.ndarray], fn: Callable[[tuple], ScoreResult]) -> None:
-            matrix = np.stack(keys, axis=1) if n else np.zeros((0, len(keys)), dtype=np.int64)
-
-            def summarise(key: tuple) -> tuple[int, str | None]:
-                result = fn(key)
-                return to_mask(result.possible_totals), result.band
-
-            results, inverse = self._cache(name).apply(matrix, summarise)
-            masks = np.array([r[0] for r in results], dtype=np.int64)
-            bands = np.array([r[1] for r in results], dtype=object)
-            results_masks[name] = masks[inverse] if n else np.zeros(0, dtype=np.int64)
-            results_bands[name] = bands[inverse] if n else np.zeros(0, dtype=object)
-
-        sites_of = self._site_tuples.__getitem__
-        vs_vocab = list(VisceralStatus)
-
-        run(
-            "tomita",
-            [site, vstatus, tri["visceral_treatable"], tri["brain_metastases"], extraspinal, vertebral, contiguous],
-            lambda k: for_sites(
-                sites_of(k[0]),
-                lambda s: compute_tomita(
-                    s,
-                    _decode(k[1], vs_vocab),
-                    _tri_decode(k[2]),
-                    _tri_decode(k[3]),
-                    _int_decode(k[4]),
-                    _int_decode(k[5]),
-                    _tri_decode(k[6]),
-                ),
-            ),
-        )
-        run(
-            "revised_tokuhashi",
-            [
-                site,
-                kps,
-                ecog,
-                extraspinal,
-                vertebral,
-                vstatus,
-                tri["visceral_removable"],
-                tri["brain_metastases"],
-                frankel,
-            ],
-            lambda k: for_sites(
-                sites_of(k[0]),
-                lambda s: compute_tokuhashi(
-                    s,
-                    _int_decode(k[1]),
-                    _int_decode(k[2]),
-                    _int_decode(k[3]),
-                    _int_decode(k[4]),
-                    _decode(k[5], vs_vocab),
-                    _tri_decode(k[6]),
-                    _tri_decode(k[7]),
-                    _decode(k[8], list(Frankel)),
-                ),
-            ),
-        )
-
-        def bauer_kwargs(k: tuple, s: PrimarySite | None) -> dict:
-            collapses = {1: (Collapse.LT50,), -1: (None,), 0: ()}[k[6]]
-            return dict(
-                site=s,
-                visceral_status=_decode(k[1], vs_vocab),
-                brain_metastases=_tri_decode(k[2]),
-                extraspinal_bone_metastases=_int_decode(k[3]),
-                vertebral_body_metastases=_int_decode(k[4]),
-                single_contiguous_lesion=_tri_decode(k[5]),
-                collapses=collapses,
-                extraspinal_fracture=_tri_decode(k[7]),
+        labs = np.zeros(n, dtype=np.int64)  # the six laboratory flags, base 3 (0 unknown, 1 negative, 2 positive)
+        for field_name, _label, _tier, op, threshold in LAB_CUTOFFS:
+            values = patients[field_name]
+            flag = np.where(
+                np.isnan(values), 0, np.where((values >= threshold) if op == "ge" else (values < threshold), 2, 1)
             )
+            labs = labs * 3 + flag
 
-        bauer_keys = [
-            site,
-            vstatus,
-            tri["brain_metastases"],
-            extraspinal,
-            vertebral,
-            contiguous,
-            fracture,
-            tri["extraspinal_pathological_fracture"],
-        ]
-        run("bauer", bauer_keys, lambda k: for_sites(sites_of(k[0]), lambda s: compute_bauer(**bauer_kwargs(k, s))))
-        run(
-            "modified_bauer",
-            bauer_keys,
-            lambda k: for_sites(sites_of(k[0]), lambda s: compute_modified_bauer(**bauer_kwargs(k, s))),
-        )
+        def decode_labs(code: int) -> tuple[bool | None, ...]:
+            flags = []
+            for _ in LAB_CUTOFFS:
+                code, digit = divmod(code, 3)
+                flags.append((None, False, True)[digit])
+            return tuple(reversed(flags))
 
-        def nesms_for(k: tuple) -> ScoreResult:
-            def one(s):
-                mb = compute_modified_bauer(**bauer_kwargs(k, s))
-                return nesms.compute_nesms(
-                    mb.possible_totals, tuple(mb.missing), _decode(k[8], list(Ambulation)), _tri_decode(k[9])
-                )
-
-            return for_sites(sites_of(k[0]), one)
-
-        run("nesms", [*bauer_keys, ambulation, albumin_ok], nesms_for)
-        run(
-            "new_katagiri",
-            [
-                site,
-                tri["hormone_dependent"],
-                tri["molecular_targeted_therapy"],
-                vstatus,
-                tri["brain_metastases"],
-                *labs.T,
-                ecog,
-                kps,
-                tri["previous_chemotherapy"],
-                extraspinal,
-                vertebral,
-                contiguous,
-            ],
-            lambda k: for_sites(
-                sites_of(k[0]),
-                lambda s: compute_katagiri(
-                    s,
-                    _tri_decode(k[1]),
-                    _tri_decode(k[2]),
-                    _decode(k[3], vs_vocab),
-                    _tri_decode(k[4]),
-                    tuple(_tri_decode(x) for x in k[5 : 5 + len(LAB_CUTOFFS)]),
-                    _int_decode(k[11]),
-                    _int_decode(k[12]),
-                    _tri_decode(k[13]),
-                    _int_decode(k[14]),
-                    _int_decode(k[15]),
-                    _tri_decode(k[16]),
-                ),
+        albumin = patients["albumin_g_dl"]
+        visceral = list(VisceralStatus)
+        columns = {
+            "visceral_status": _Column(
+                _codes(patients["visceral_status"], [v.value for v in visceral]), _enum(visceral)
             ),
-        )
+            "ecog": _Column(_float_codes(patients["ecog"]), _int),
+            "kps": _Column(_float_codes(patients["kps"]), _int),
+            "extraspinal_bone_metastases": _Column(_float_codes(patients["extraspinal_bone_metastases"]), _int),
+            "vertebral_body_metastases": _Column(_float_codes(patients["vertebral_body_metastases"]), _int),
+            "ambulatory_status": _Column(
+                _codes(patients["ambulatory_status"], [v.value for v in Ambulation]), _enum(list(Ambulation))
+            ),
+            "frankel_grade": _Column(
+                _codes(patients["frankel_grade"], [v.value for v in Frankel]), _enum(list(Frankel))
+            ),
+            "single_contiguous_lesion": _Column(contiguous, _tri),
+            "collapses": _Column(lesion["fracture"], _FRACTURE_COLLAPSES.__getitem__),
+            "extraspinal_fracture": _Column(_tri_codes(patients["extraspinal_pathological_fracture"]), _tri),
+            "labs": _Column(labs, decode_labs),
+            "albumin_is_normal": _Column(
+                np.where(np.isnan(albumin), -1, albumin >= nesms.ALBUMIN_NORMAL_G_DL).astype(np.int64), _tri
+            ),
+            "modified_bauer_missing": _Column(np.zeros(n, dtype=np.int64), lambda c: ()),
+        }
+        for name in (
+            "hormone_dependent",
+            "molecular_targeted_therapy",
+            "previous_chemotherapy",
+            "visceral_treatable",
+            "visceral_removable",
+            "brain_metastases",
+        ):
+            columns[name] = _Column(_tri_codes(patients[name]), _tri)
 
-        extent = lesion["extent"]
-        tes_matrix = (
-            np.stack(
+        # Rows per candidate site: a histology family repeats its patient once per candidate.
+        site_tuples = self._site_tuples
+        lengths = np.array([max(len(t), 1) for t in site_tuples], dtype=np.int64)[site_code]
+        single_site = np.array([SITES.index(t[0]) if len(t) == 1 else -1 for t in site_tuples], dtype=np.int64)
+        if n and lengths.max() > 1:
+            rows = np.repeat(np.arange(n), lengths)
+            # Each tuple's candidates laid end to end; a row takes its tuple's slice.
+            flat = np.array(
                 [
-                    site,
-                    extent,
-                    ecog,
-                    kps,
-                    results_masks["tomita"],
-                    results_masks["revised_tokuhashi"],
-                    results_masks["new_katagiri"],
+                    SITES.index(x) if len(t) > 1 else single_site[c]
+                    for c, t in enumerate(site_tuples)
+                    for x in t or (None,)
                 ],
-                axis=1,
+                dtype=np.int64,
             )
-            if n
-            else np.zeros((0, 7), dtype=np.int64)
-        )
-        extent_vocab = ["met", "not_met", "unknown"]
+            offsets = np.r_[0, np.cumsum([max(len(t), 1) for t in site_tuples])[:-1]].astype(np.int64)
+            first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            candidate = flat[np.repeat(offsets[site_code], lengths) + (np.arange(len(rows)) - first)]
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        else:
+            rows, starts = None, None
+            candidate = single_site[site_code] if n else np.zeros(0, dtype=np.int64)
+        expanded = {name: column.take(rows) for name, column in columns.items()}
+        expanded["site"] = _Column(candidate, _enum(SITES))
 
-        def tes_for(k: tuple) -> str:
-            return compute_tes_screen(
-                sites=sites_of(k[0]),
-                spinal_extent=extent_vocab[k[1]],
-                ecog=_int_decode(k[2]),
-                kps=_int_decode(k[3]),
-                tomita_totals=tuple(totals_of(k[4])),
-                tokuhashi_totals=tuple(totals_of(k[5])),
-                katagiri_totals=tuple(totals_of(k[6])),
-            )["result"]
+        def united(mask: np.ndarray) -> np.ndarray:
+            if rows is None:
+                return mask
+            any_cannot = np.maximum.reduceat((mask == 0).astype(np.int64), starts).astype(bool)
+            return np.where(any_cannot, 0, np.bitwise_or.reduceat(mask, starts))
 
-        tes_results, tes_inverse = self._cache("tes").apply(tes_matrix, tes_for)
-        tes = np.array(tes_results, dtype=object)[tes_inverse] if n else np.zeros(0, dtype=object)
+        masks: dict[str, np.ndarray] = {}
+        bands: dict[str, np.ndarray] = {}
+        per_candidate: dict[str, np.ndarray] = {}
+        for name, _table, specs, cap in _INSTRUMENTS:
+            per_candidate[name] = self._instrument_mask(name, specs, expanded, cap)
+            masks[name] = united(per_candidate[name])
+        # NESMS reads modified Bauer's possible totals for the same candidate site.
+        expanded["modified_bauer_totals"] = _Column(per_candidate["modified_bauer"], lambda m: tuple(totals_of(m)))
+        masks["nesms"] = united(self._instrument_mask("nesms", nesms.SPECS, expanded, nesms.CEILING))
+        tables = {name: table for name, table, _specs, _cap in _INSTRUMENTS} | {"nesms": nesms.TABLE}
+        for name in self.SYSTEMS:
+            bands[name] = self._band_codes(name, tables[name], masks[name])
 
+        tes = self._tes_screen(n, site_code, lesion["extent"], columns, masks)
         return BatchResult(
-            masks=results_masks,
-            bands=results_bands,
+            masks=masks,
+            bands=bands,
             sins_worst_mask=lesion["worst_mask"],
             sins_worst_level=lesion["worst_level"],
             bilsky_worst_rank=lesion["bilsky_rank"],
@@ -450,6 +481,62 @@ class BatchScorer:
             tes_screen=tes,
             lesion_sins_mask=lesion["lesion_mask"],
         )
+
+    def _tes_screen(
+        self,
+        n: int,
+        site_code: np.ndarray,
+        extent: np.ndarray,
+        columns: dict[str, _Column],
+        masks: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """The TES screen's five criteria, each once per distinct input, then combined once per distinct set."""
+        if n == 0:
+            return np.zeros(0, dtype=object)
+        states = [tes_screen.MET, tes_screen.NOT_MET, tes_screen.UNKNOWN, "selected"]
+        state_code = {s: i for i, s in enumerate(states)}
+        extent_states = np.array([state_code[s] for s in ("met", "not_met", "unknown")], dtype=np.int64)
+
+        def criterion(name: str, key: np.ndarray, fn: Callable[[int], str]) -> np.ndarray:
+            distinct, inverse = _dedupe(key)
+            out = np.empty(len(distinct), dtype=np.int64)
+            for j, k in enumerate(distinct.tolist()):
+                cached = self._tes.get((name, k))
+                if cached is None:
+                    cached = self._tes[(name, k)] = state_code[fn(k)]
+                out[j] = cached
+            return out[inverse]
+
+        site_tuples = self._site_tuples
+        tok, kat = masks["revised_tokuhashi"], masks["new_katagiri"]
+        width = max(int(kat.max()).bit_length(), 1)
+        survival = criterion(
+            "survival",
+            (tok << width) | kat,
+            lambda k: tes_screen.survival_criterion(
+                tuple(totals_of(k >> width)), tuple(totals_of(k & ((1 << width) - 1)))
+            ),
+        )
+        histology = criterion("histology", site_code, lambda k: tes_screen.histology_criterion(site_tuples[k]))
+        ecog, kps = columns["ecog"].codes, columns["kps"].codes
+        performance = criterion(
+            "performance",
+            (ecog + 1) * 1000 + (kps + 1),
+            lambda k: tes_screen.performance_criterion(_int(k // 1000 - 1), _int(k % 1000 - 1)),
+        )
+        tomita_state = criterion("tomita", masks["tomita"], lambda k: tes_screen.tomita_criterion(tuple(totals_of(k))))
+        combined = (((extent_states[extent] * 4 + survival) * 4 + histology) * 4 + performance) * 4 + tomita_state
+
+        def combine(k: int) -> str:
+            digits = []
+            for _ in range(5):
+                k, d = divmod(k, 4)
+                digits.append(states[d])
+            return tes_screen.combine(*reversed(digits))
+
+        distinct, inverse = _dedupe(combined)
+        results = np.array([combine(k) for k in distinct.tolist()], dtype=object)
+        return results[inverse]
 
     def _score_lesions(self, n: int, lesions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = np.zeros(n, dtype=np.int64)
@@ -471,31 +558,23 @@ class BatchScorer:
         if m == 0:
             return out
         pidx = lesions["patient_index"].astype(np.int64)
-        span = np.fromiter(
-            (self._span(lv, end) for lv, end in zip(lesions["level"], lesions["level_span_end"], strict=True)),
-            dtype=np.int64,
-            count=m,
-        )
-        keys = np.stack(
-            [
-                span,
-                _codes(lesions["pain"], [v.value for v in Pain]),
-                _codes(lesions["lesion_type"], [v.value for v in LesionType]),
-                _codes(lesions["alignment"], [v.value for v in Alignment]),
-                _codes(lesions["collapse"], [v.value for v in Collapse]),
-                _codes(lesions["posterolateral"], [v.value for v in Posterolateral]),
-            ],
-            axis=1,
-        )
+        span = self._span_codes(lesions["level"], lesions["level_span_end"])
         spans = self._span_tuples
-        vocabs = (list(Pain), list(LesionType), list(Alignment), list(Collapse), list(Posterolateral))
-        results, inverse = self._cache("sins").apply(
-            keys,
-            lambda k: to_mask(
-                compute_sins(spans[k[0]], *(_decode(c, v) for c, v in zip(k[1:], vocabs, strict=True))).possible_totals
+        collapse = _codes(lesions["collapse"], [v.value for v in Collapse])
+        pain = _codes(lesions["pain"], [v.value for v in Pain])
+        columns = {
+            "levels": _Column(span, spans.__getitem__),
+            "pain": _Column(pain, _enum(list(Pain))),
+            "lesion_type": _Column(
+                _codes(lesions["lesion_type"], [v.value for v in LesionType]), _enum(list(LesionType))
             ),
-        )
-        lesion_mask = np.array(results, dtype=np.int64)[inverse]
+            "alignment": _Column(_codes(lesions["alignment"], [v.value for v in Alignment]), _enum(list(Alignment))),
+            "collapse": _Column(collapse, _enum(list(Collapse))),
+            "posterolateral": _Column(
+                _codes(lesions["posterolateral"], [v.value for v in Posterolateral]), _enum(list(Posterolateral))
+            ),
+        }
+        lesion_mask = self._instrument_mask("sins", sins.SPECS, columns)
         lesion_max, lesion_min = mask_max(lesion_mask), mask_min(lesion_mask)
         starts = np.flatnonzero(np.r_[True, pidx[1:] != pidx[:-1]])
         owners = pidx[starts]
@@ -515,38 +594,36 @@ class BatchScorer:
         border = np.lexsort((np.arange(m), -rank, pidx))
         out["bilsky_level"][owners] = lesions["level"][border[np.searchsorted(pidx[border], owners)]]
         out["bilsky_unknown"][owners] = np.maximum.reduceat((rank < 0).astype(np.int64), starts).astype(bool)
+        never = np.datetime64("0001-01-01", "D")
         assessed = lesions["assessed_on"].astype("datetime64[D]")
-        filled = np.where(np.isnat(assessed), np.datetime64("0001-01-01", "D"), assessed)
+        filled = np.where(np.isnat(assessed), never, assessed)
         latest = np.maximum.reduceat(filled, starts)
-        out["assessed_on"][owners] = np.where(
-            latest == np.datetime64("0001-01-01", "D"), np.datetime64("NaT", "D"), latest
-        )
-        mech = np.where(lesions["pain"] == "mechanical", filled, np.datetime64("0001-01-01", "D"))
+        out["assessed_on"][owners] = np.where(latest == never, np.datetime64("NaT", "D"), latest)
+        mech = np.where(pain == list(Pain).index(Pain.MECHANICAL), filled, never)
         mech_latest = np.maximum.reduceat(mech, starts)
-        out["mechanical_on"][owners] = np.where(
-            mech_latest == np.datetime64("0001-01-01", "D"), np.datetime64("NaT", "D"), mech_latest
-        )
-        collapse = lesions["collapse"]
-        is_fracture = np.isin(collapse, ["lt50", "gt50"]).astype(np.int64)
-        is_unknown = np.array([c is None for c in collapse], dtype=np.int64)
-        any_fracture = np.maximum.reduceat(is_fracture, starts)
-        any_unknown = np.maximum.reduceat(is_unknown, starts)
+        out["mechanical_on"][owners] = np.where(mech_latest == never, np.datetime64("NaT", "D"), mech_latest)
+        fracture_codes = [list(Collapse).index(Collapse.LT50), list(Collapse).index(Collapse.GT50)]
+        any_fracture = np.maximum.reduceat(np.isin(collapse, fracture_codes).astype(np.int64), starts)
+        any_unknown = np.maximum.reduceat((collapse < 0).astype(np.int64), starts)
         out["fracture"][owners] = np.where(any_fracture == 1, 1, np.where(any_unknown == 1, -1, 0))
-        span_len = np.fromiter((len(spans[c]) for c in span), dtype=np.int64, count=m)
-        out["first_span"][owners] = span_len[starts]
+        span_len = np.array([len(s) for s in spans], dtype=np.int64)
+        out["first_span"][owners] = span_len[span][starts]
         # Spinal extent for the TES screen: the distinct levels covered, as a bit set per patient.
-        first_pos = np.fromiter((LEVEL_ORDER[spans[c][0]] for c in span), dtype=np.int64, count=m)
-        last_pos = np.fromiter((LEVEL_ORDER[spans[c][-1]] for c in span), dtype=np.int64, count=m)
+        first_pos = np.array([LEVEL_ORDER[s[0]] for s in spans], dtype=np.int64)[span]
+        last_pos = np.array([LEVEL_ORDER[s[-1]] for s in spans], dtype=np.int64)[span]
         one = np.int64(1)
         level_bits = np.bitwise_or.reduceat(((one << (last_pos + 1)) - 1) ^ ((one << first_pos) - 1), starts)
         covered = np.bitwise_count(level_bits).astype(np.int64)
         lo = mask_min(level_bits)
         hi = mask_max(level_bits)
         extent_vocab = {"met": 0, "not_met": 1, "unknown": 2}
-        out["extent"][owners] = [
-            extent_vocab[spinal_extent_criterion(int(c), int(a), int(b))]
-            for c, a, b in zip(covered, lo, hi, strict=True)
-        ]
+        key = (covered * 64 + lo) * 64 + hi
+        distinct, inverse = _dedupe(key)
+        extent = np.array(
+            [extent_vocab[spinal_extent_criterion(int(k // 4096), int(k // 64 % 64), int(k % 64))] for k in distinct],
+            dtype=np.int64,
+        )
+        out["extent"][owners] = extent[inverse]
         out["lesion_mask"] = lesion_mask
         return out
 
