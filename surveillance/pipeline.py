@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from db import bulk
@@ -419,7 +420,7 @@ class _AlertPlan:
     inserts: list[tuple]
     updates: list[tuple]  # (severity, status, snoozed_until_cleared, escalated_at, id, version)
     resolves: list[tuple]  # (closed_at, close_reason, id, version, (patient_id, rule_id))
-    open_status: dict[tuple[int, str], str]  # final status of every firing (patient, rule)
+    open_rows: dict[str, np.ndarray]  # rule id -> batch rows whose alert for that rule is open after the plan
 
 
 def _evidence_json(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> list[str]:
@@ -451,115 +452,172 @@ def _evidence_json(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> li
     )
 
 
+def _evidence_keys(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> np.ndarray:
+    """The episode key of each fired row: the rule's key parts as text joined by "|" (at most 128 characters)."""
+    parts = [np.asarray(part)[rows].astype(str) for part in evaluation.outputs[rule_id].key]
+    keys = parts[0]
+    for part in parts[1:]:
+        keys = np.char.add(np.char.add(keys, "|"), part)
+    keys = keys.astype(object)
+    if len(keys) and max(map(len, keys)) > 128:
+        keys = np.array([k[:128] for k in keys], dtype=object)
+    return keys
+
+
+def _timestamps(values: pd.Series) -> pd.Series:
+    """Stored timestamps (text on SQLite, datetimes on PostgreSQL) as UTC; naive ones are UTC."""
+    return pd.to_datetime(values, utc=True, format="ISO8601")
+
+
+_ACTIVE_COLUMNS = [
+    "id",
+    "patient_id",
+    "rule_id",
+    "active_key",
+    "active_status",
+    "active_severity",
+    "snoozed_until",
+    "escalate_at",
+    "escalated_at",
+    "version",
+]
+
+
 def _plan_alerts(
     conn, evaluation: Evaluation, ruleset: RuleSet, where_alert: str, run_id: int, now: datetime
 ) -> _AlertPlan:
+    """What the batch's firings do to the stored alerts, decided for all rows at once.
+
+    A firing whose episode (rule + evidence key) is already active keeps that
+    alert (its severity updated, an expired snooze reopened, an overdue
+    escalation stamped); a firing with a new key supersedes the active alert; a
+    firing of an episode a person closed (done/dismissed) is not reopened; an
+    active alert that no longer fires is resolved.
+    """
     ids = evaluation.frame.patient_id
-    active_rows = bulk.fetchall(
-        conn,
-        "SELECT id, patient_id, rule_id, evidence_key, status, severity, snoozed_until, escalate_at, escalated_at, version "
-        f"FROM alert WHERE status IN {ACTIVE_SQL} AND {where_alert}",
-    )
-    closed = {
-        (pid, rule, key)
-        for pid, rule, key in bulk.fetchall(
+    active = pd.DataFrame(
+        bulk.fetchall(
             conn,
-            f"SELECT patient_id, rule_id, evidence_key FROM alert WHERE status IN ('done', 'dismissed') AND {where_alert}",
-        )
-    }
-    active = {(row[1], row[2]): row for row in active_rows}
-    inserts: list[tuple] = []
-    updates: list[tuple] = []
-    resolves: list[tuple] = []
-    open_status: dict[tuple[int, str], str] = {}
-    seen: set[tuple[int, str]] = set()
-    now_text = now
+            "SELECT id, patient_id, rule_id, evidence_key, status, severity, snoozed_until, escalate_at, "
+            f"escalated_at, version FROM alert WHERE status IN {ACTIVE_SQL} AND {where_alert}",
+        ),
+        columns=_ACTIVE_COLUMNS,
+    )
+    closed = pd.DataFrame(
+        bulk.fetchall(
+            conn,
+            f"SELECT DISTINCT patient_id, rule_id, evidence_key FROM alert WHERE status IN ('done', 'dismissed') "
+            f"AND {where_alert}",
+        ),
+        columns=["patient_id", "rule_id", "key"],
+    )
+    pieces = []
     for rule_id in RULE_ORDER:
-        out = evaluation.outputs[rule_id]
-        rows = np.flatnonzero(out.fired)
-        if not len(rows):
-            continue
-        rule = ruleset.rule(rule_id)
-        keys = [
-            "|".join(parts)[:128]
-            for parts in zip(*(np.asarray(part)[rows].astype(str) for part in out.key), strict=True)
-        ]
-        severities = evaluation.severity[rule_id][rows]
-        new_rows: list[int] = []
-        new_keys: list[str] = []
-        for i, row in enumerate(rows.tolist()):
-            pid = int(ids[row])
-            pair = (pid, rule_id)
-            seen.add(pair)
-            key = keys[i]
-            severity = severities[i]
-            existing = active.get(pair)
-            if existing is not None and existing[3] == key:
-                status = existing[4]
-                snoozed_until = existing[6]
-                if isinstance(snoozed_until, str):
-                    snoozed_until = datetime.fromisoformat(snoozed_until)
-                snooze_over = status == "snoozed" and snoozed_until is not None and _aware(snoozed_until) <= now
-                escalate_at = existing[7]
-                if isinstance(escalate_at, str):
-                    escalate_at = datetime.fromisoformat(escalate_at)
-                escalate = (
-                    status == "open" and escalate_at is not None and existing[8] is None and _aware(escalate_at) <= now
+        rows = evaluation.fired_rows(rule_id)
+        if len(rows):
+            pieces.append(
+                pd.DataFrame(
+                    {
+                        "row": rows,
+                        "patient_id": ids[rows],
+                        "rule_id": rule_id,
+                        "key": _evidence_keys(evaluation, rule_id, rows),
+                        "severity": evaluation.severity[rule_id][rows],
+                    }
                 )
-                if severity != existing[5] or snooze_over or escalate:
-                    updates.append(
-                        (
-                            severity,
-                            "open" if snooze_over else status,
-                            snooze_over,
-                            now if escalate else None,
-                            existing[0],
-                            existing[9],
-                        )
-                    )
-                open_status[pair] = "open" if snooze_over else status
-                continue
-            if existing is not None:  # a new episode supersedes the active one
-                resolves.append((now_text, "superseded by a new episode", existing[0], existing[9], pair))
-            if (pid, rule_id, key) in closed:
-                continue  # a person closed this very episode: do not reopen it
-            new_rows.append(row)
-            new_keys.append(key)
-            open_status[pair] = "open"
-        if new_rows:
-            evidence = _evidence_json(evaluation, rule_id, np.array(new_rows))
-            escalate_hours = rule.params.get(_ESCALATING.get(rule_id, ""), None)
-            due_days = rule.params.get(_ACTION_DUE.get(rule_id, ""), None)
-            escalate_at = now + timedelta(hours=escalate_hours) if escalate_hours else None
-            action_due = (
-                now + timedelta(days=due_days)
-                if due_days
-                else (now + timedelta(hours=escalate_hours) if escalate_hours else None)
             )
-            source = rule.source + (" (verify)" if rule.verify else "")
-            for row, key, ev in zip(new_rows, new_keys, evidence, strict=True):
-                inserts.append(
-                    (
-                        int(ids[row]),
-                        rule_id,
-                        rule.version,
-                        str(evaluation.severity[rule_id][row]),
-                        "open",
-                        rule.title,
-                        ev,
-                        key,
-                        source,
-                        now,
-                        run_id,
-                        action_due,
-                        escalate_at,
-                        1,
-                    )
+    fired = (
+        pd.concat(pieces, ignore_index=True)
+        if pieces
+        else pd.DataFrame({"row": [], "patient_id": [], "rule_id": [], "key": [], "severity": []})
+    )
+    fired["patient_id"] = fired["patient_id"].astype(np.int64)
+    active["patient_id"] = active["patient_id"].astype(np.int64)
+    # At most one active alert per (patient, rule) — a partial unique index — so the merge keeps the rows.
+    m = fired.merge(active, on=["patient_id", "rule_id"], how="left", sort=False)
+    has_active = m["id"].notna().to_numpy()
+    same = has_active & (m["active_key"] == m["key"]).to_numpy()
+    now_ts = pd.Timestamp(now)
+    snoozed_until = _timestamps(m["snoozed_until"])
+    escalate_at = _timestamps(m["escalate_at"])
+    status = m["active_status"].to_numpy()
+    snooze_over = same & (status == "snoozed") & (snoozed_until <= now_ts).to_numpy()
+    escalate = same & (status == "open") & m["escalated_at"].isna().to_numpy() & (escalate_at <= now_ts).to_numpy()
+    changed = same & ((m["severity"] != m["active_severity"]).to_numpy() | snooze_over | escalate)
+    updates = [
+        (severity, "open" if over else state, bool(over), now if esc else None, int(alert_id), int(version))
+        for severity, state, over, esc, alert_id, version in zip(
+            m["severity"].to_numpy()[changed],
+            status[changed],
+            snooze_over[changed],
+            escalate[changed],
+            m["id"].to_numpy()[changed],
+            m["version"].to_numpy()[changed],
+            strict=True,
+        )
+    ]
+    resolves: list[tuple] = [
+        (now, "superseded by a new episode", int(alert_id), int(version), (int(pid), rule))
+        for alert_id, version, pid, rule in m.loc[
+            has_active & ~same, ["id", "version", "patient_id", "rule_id"]
+        ].itertuples(index=False, name=None)
+    ]
+    # A person closed this very episode: it is not reopened (and stays out of the open counts).
+    if len(closed):
+        closed_episode = (
+            m[["patient_id", "rule_id", "key"]]
+            .merge(closed.assign(closed=True), on=["patient_id", "rule_id", "key"], how="left")["closed"]
+            .eq(True)
+            .to_numpy()
+        )
+    else:
+        closed_episode = np.zeros(len(m), dtype=bool)
+    new = ~same & ~closed_episode
+    is_open = (same & ((status == "open") | snooze_over)) | new
+    open_rows = {
+        rule_id: group["row"].to_numpy(dtype=np.int64)
+        for rule_id, group in m.loc[is_open, ["rule_id", "row"]].groupby("rule_id", sort=False)
+    }
+    inserts: list[tuple] = []
+    created = m.loc[new, ["rule_id", "row", "key"]]
+    for rule_id, group in created.groupby("rule_id", sort=False):
+        rule = ruleset.rule(rule_id)
+        rows = group["row"].to_numpy(dtype=np.int64)
+        evidence = _evidence_json(evaluation, rule_id, rows)
+        escalate_hours = rule.params.get(_ESCALATING.get(rule_id, ""), None)
+        due_days = rule.params.get(_ACTION_DUE.get(rule_id, ""), None)
+        escalate_due = now + timedelta(hours=escalate_hours) if escalate_hours else None
+        action_due = now + timedelta(days=due_days) if due_days else escalate_due
+        source = rule.source + (" (verify)" if rule.verify else "")
+        severities = evaluation.severity[rule_id][rows].astype(str)
+        for pid, severity, key, ev in zip(
+            ids[rows].tolist(), severities.tolist(), group["key"].tolist(), evidence, strict=True
+        ):
+            inserts.append(
+                (
+                    pid,
+                    rule_id,
+                    rule.version,
+                    severity,
+                    "open",
+                    rule.title,
+                    ev,
+                    key,
+                    source,
+                    now,
+                    run_id,
+                    action_due,
+                    escalate_due,
+                    1,
                 )
-    for pair, row in active.items():
-        if pair not in seen:
-            resolves.append((now_text, "condition cleared", row[0], row[9], pair))
-    return _AlertPlan(inserts, updates, resolves, open_status)
+            )
+    if len(active):
+        cleared = active.merge(fired[["patient_id", "rule_id"]].drop_duplicates(), how="left", indicator=True)
+        for alert_id, version, pid, rule in cleared.loc[
+            cleared["_merge"] == "left_only", ["id", "version", "patient_id", "rule_id"]
+        ].itertuples(index=False, name=None):
+            resolves.append((now, "condition cleared", int(alert_id), int(version), (int(pid), rule)))
+    return _AlertPlan(inserts, updates, resolves, open_rows)
 
 
 def _aware(value: datetime) -> datetime:
@@ -571,32 +629,57 @@ def _snapshot_rows(batch: _Batch, scored, evaluation: Evaluation, plan: _AlertPl
     """Snapshot columns for the batch (numpy), priority from the alerts left open."""
     n = len(batch.ids)
     weights = ruleset.severity_weights
+    severities = sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.__getitem__)
     priority = np.zeros(n, dtype=np.int64)
     open_count = np.zeros(n, dtype=np.int64)
     critical = np.zeros(n, dtype=np.int64)
-    reasons: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    # The open alerts of a row as one number: a base-5 digit per rule (0: none, 1 + severity order).
+    combination = np.zeros(n, dtype=np.int64) if len(RULE_ORDER) <= 27 else None
+    digits = []
     for rule_id in RULE_ORDER:
-        rows = evaluation.fired_rows(rule_id)
-        if not len(rows):
-            continue
-        title = ruleset.rule(rule_id).title
-        sev = evaluation.severity[rule_id]
-        for row in rows.tolist():
-            if plan.open_status.get((int(batch.ids[row]), rule_id)) != "open":
-                continue
-            s = sev[row]
-            priority[row] += weights[s]
-            open_count[row] += 1
-            critical[row] += s == "critical"
-            reasons[row].append((SEVERITY_ORDER[s], title))
-    reason_text = np.array(["; ".join(t for _, t in sorted(r))[:512] if r else None for r in reasons], dtype=object)
+        rows = plan.open_rows.get(rule_id, np.zeros(0, dtype=np.int64))
+        digit = np.zeros(n, dtype=np.int64)
+        if len(rows):
+            order = np.fromiter(
+                (SEVERITY_ORDER[v] for v in evaluation.severity[rule_id][rows]), dtype=np.int64, count=len(rows)
+            )
+            digit[rows] = order + 1
+            priority[rows] += np.array([weights[v] for v in severities], dtype=np.int64)[order]
+            open_count[rows] += 1
+            critical[rows] += order == SEVERITY_ORDER["critical"]
+        digits.append(digit)
+        if combination is not None:
+            combination = combination * 5 + digit
+    if combination is not None:
+        distinct, inverse = np.unique(combination, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    else:  # pragma: no cover - more rules than one int64 key holds
+        distinct, inverse = np.unique(np.stack(digits, axis=1), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    titles = [ruleset.rule(rule_id).title for rule_id in RULE_ORDER]
+    texts = []
+    for code in distinct.tolist() if combination is not None else distinct:
+        if combination is not None:
+            row_digits = []
+            for _ in RULE_ORDER:
+                code, d = divmod(code, 5)
+                row_digits.append(d)
+            row_digits.reverse()
+        else:  # pragma: no cover
+            row_digits = list(code)
+        reasons = sorted((d - 1, titles[i]) for i, d in enumerate(row_digits) if d)
+        texts.append("; ".join(t for _, t in reasons)[:512] if reasons else None)
+    reason_text = np.array(texts, dtype=object)[inverse]
     masks = scored.masks
     sins_mask = scored.sins_worst_mask
     sins_max = mask_max(sins_mask)
     single = (sins_mask != 0) & ((sins_mask & (sins_mask - 1)) == 0)
-    categories = np.array([SINS_TABLE.band_of(_totals(m)) if m else None for m in sins_mask.tolist()], dtype=object)
-    grade_of = {0: "0", 1: "1a", 2: "1b", 3: "1c", 4: "2", 5: "3"}
-    bilsky = np.array([grade_of.get(int(r)) for r in scored.bilsky_worst_rank], dtype=object)
+    distinct_masks, mask_index = np.unique(sins_mask, return_inverse=True)
+    categories = np.array(
+        [SINS_TABLE.band_of(_totals(m)) if m else None for m in distinct_masks.tolist()], dtype=object
+    )[mask_index.reshape(-1)]
+    grades = np.array([None, "0", "1a", "1b", "1c", "2", "3"], dtype=object)  # rank -1 (unknown) .. 5
+    bilsky = grades[np.clip(scored.bilsky_worst_rank, -1, 5) + 1]
     p = batch.patients
     interval = np.where(
         p["bma_agent"] == "zoledronic_acid", np.where(p["zoledronic_regimen"] == "q12w", 84, 28), 28
