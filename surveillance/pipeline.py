@@ -262,7 +262,10 @@ NaT = np.datetime64("NaT", "D")
 
 def _column(kind: str, values: Sequence[Any]) -> np.ndarray:
     if kind == "date":
-        return np.array(values, dtype="datetime64[D]")
+        # Few distinct dates among many rows: parse each distinct value once.
+        codes, distinct = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+        parsed = np.append(np.array(list(distinct), dtype="datetime64[D]"), NaT)
+        return parsed[codes]  # the sentinel -1 picks the trailing NaT
     if kind == "float":
         return np.array(values, dtype=float)
     if kind == "int":
@@ -423,6 +426,26 @@ class _AlertPlan:
     open_rows: dict[str, np.ndarray]  # rule id -> batch rows whose alert for that rule is open after the plan
 
 
+def _json_values(values: np.ndarray) -> list[str]:
+    """JSON text of each value, each distinct value encoded once."""
+    cache: dict[tuple[type, Any], str] = {}
+    out = []
+    for v in values.tolist():
+        try:
+            text = cache[(type(v), v)]
+        except KeyError:
+            text = cache[(type(v), v)] = json.dumps(v, ensure_ascii=False)
+        except TypeError:  # an unhashable value (a list): encoded as it comes
+            text = json.dumps(v, ensure_ascii=False)
+        out.append(text)
+    return out
+
+
+def _db_time(conn, value: datetime | None) -> datetime | str | None:
+    """A timestamp as the driver stores it, converted once for many rows (sqlite3 adapts each row otherwise)."""
+    return value.isoformat(" ") if value is not None and conn.dialect.name == "sqlite" else value
+
+
 def _evidence_json(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> list[str]:
     """Evidence of many rows as JSON text, without building a dict per row."""
     out = evaluation.outputs[rule_id]
@@ -437,9 +460,7 @@ def _evidence_json(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> li
         elif values.dtype.kind in "iub":
             text = values.astype(np.int64).astype(str)
         else:
-            text = np.array(
-                [json.dumps(v if not isinstance(v, np.generic) else v.item(), ensure_ascii=False) for v in values]
-            )
+            text = np.array(_json_values(values))
         rendered.append(text.tolist())
     prefixes = [json.dumps(name) + ": " for name in names]
     return (
@@ -587,7 +608,9 @@ def _plan_alerts(
         escalate_hours = rule.params.get(_ESCALATING.get(rule_id, ""), None)
         due_days = rule.params.get(_ACTION_DUE.get(rule_id, ""), None)
         escalate_due = now + timedelta(hours=escalate_hours) if escalate_hours else None
-        action_due = now + timedelta(days=due_days) if due_days else escalate_due
+        action_due = _db_time(conn, now + timedelta(days=due_days) if due_days else escalate_due)
+        escalate_due = _db_time(conn, escalate_due)
+        stamp = _db_time(conn, now)
         source = rule.source + (" (verify)" if rule.verify else "")
         severities = evaluation.severity[rule_id][rows].astype(str)
         for pid, severity, key, ev in zip(
@@ -604,7 +627,7 @@ def _plan_alerts(
                     ev,
                     key,
                     source,
-                    now,
+                    stamp,
                     run_id,
                     action_due,
                     escalate_due,
@@ -786,7 +809,7 @@ def _process(
                 subset = {
                     k: (np.asarray(v, dtype=object)[sel] if isinstance(v, list) else v[sel]) for k, v in columns.items()
                 }
-                fixed = {"run_id": run_id, "computed_at": now}
+                fixed = {"run_id": run_id, "computed_at": _db_time(conn, now)}
                 bulk.executemany(
                     conn,
                     bulk.upsert_sql("risk_snapshot", SNAPSHOT_COLUMNS, ["patient_id"]),
