@@ -441,6 +441,33 @@ def _json_values(values: np.ndarray) -> list[str]:
     return out
 
 
+def _update_from_values(
+    conn, sets: str, rows: list[tuple], params: list[Any], extra_where: str = "", chunk: int = 500
+) -> set[int]:
+    """``UPDATE alert … FROM (VALUES (id, version, …), …)`` in a few statements; the ids it changed.
+
+    A row changes only while its version is the one read (optimistic locking), so
+    an alert a person acted on meanwhile is left alone and reported by absence.
+    ``VALUES`` columns are ``column1``, ``column2``… on SQLite and PostgreSQL alike.
+    """
+    changed: set[int] = set()
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        width = len(part[0])
+        values = ", ".join("(" + ", ".join("?" for _ in range(width)) + ")" for _ in part)
+        # The literal id list lets SQLite drive the update from the primary key (without it
+        # the target table is scanned); ids come from the database, never from users.
+        text = (
+            f"UPDATE alert SET {sets} FROM (VALUES {values}) AS v "
+            f"WHERE alert.id IN {bulk.in_list([row[0] for row in part])} "
+            f"AND alert.id = v.column1 AND alert.version = v.column2{extra_where} RETURNING alert.id"
+        )
+        # The SET clause's own parameters come first in the statement, then the VALUES rows.
+        flat = [*params, *(value for row in part for value in row)]
+        changed.update(r[0] for r in bulk.fetchall(conn, text, flat))
+    return changed
+
+
 def _db_time(conn, value: datetime | None) -> datetime | str | None:
     """A timestamp as the driver stores it, converted once for many rows (sqlite3 adapts each row otherwise)."""
     return value.isoformat(" ") if value is not None and conn.dialect.name == "sqlite" else value
@@ -821,29 +848,39 @@ def _process(
                     _to_db_rows(subset, HISTORY_COLUMNS, written, fixed),
                 )
             stale_alert_ids: set[int] = set()
+            # Updates, grouped by the shape of their SET clause; an alert whose version moved is stale.
+            shapes: dict[tuple[bool, bool], list[tuple]] = {}
             for severity, status, clear_snooze, escalated_at, alert_id, version in plan.updates:
-                text = (
-                    "UPDATE alert SET severity = ?, status = ?, version = version + 1"
-                    + (", snoozed_until = NULL, snooze_reason = NULL" if clear_snooze else "")
-                    + (", escalated_at = ?" if escalated_at else "")
-                    + " WHERE id = ? AND version = ?"
+                shapes.setdefault((bool(clear_snooze), escalated_at is not None), []).append(
+                    (alert_id, version, severity, status)
                 )
-                params = [severity, status] + ([escalated_at] if escalated_at else []) + [alert_id, version]
-                if bulk.execute(conn, text, params) == 0:
-                    stale_alert_ids.add(alert_id)
+            for (clear_snooze, escalate), rows in shapes.items():
+                sets = (
+                    "severity = v.column3, status = v.column4, version = alert.version + 1"
+                    + (", snoozed_until = NULL, snooze_reason = NULL" if clear_snooze else "")
+                    + (", escalated_at = ?" if escalate else "")
+                )
+                done = _update_from_values(conn, sets, rows, [now] if escalate else [])
+                stale_alert_ids.update(row[0] for row in rows if row[0] not in done)
             resolved = 0
             blocked: set[tuple[int, str]] = set()
-            for closed_at, reason, alert_id, version, pair in plan.resolves:
-                count = bulk.execute(
+            by_reason: dict[str, list[tuple]] = {}
+            for _closed_at, reason, alert_id, version, pair in plan.resolves:
+                by_reason.setdefault(reason, []).append((alert_id, version, pair))
+            for reason, rows in by_reason.items():
+                done = _update_from_values(
                     conn,
-                    "UPDATE alert SET status = 'resolved', closed_at = ?, closed_by = 'system', close_reason = ?, "
-                    f"version = version + 1 WHERE id = ? AND version = ? AND status IN {ACTIVE_SQL}",
-                    (closed_at, reason, alert_id, version),
+                    "status = 'resolved', closed_at = ?, closed_by = 'system', close_reason = ?, "
+                    "version = alert.version + 1",
+                    [(alert_id, version) for alert_id, version, _pair in rows],
+                    [now, reason],
+                    f" AND alert.status IN {ACTIVE_SQL}",
                 )
-                resolved += count
-                if count == 0:
-                    stale_alert_ids.add(alert_id)
-                    blocked.add(pair)  # still active (a person just acted on it): no second active alert
+                resolved += len(done)
+                for alert_id, _version, pair in rows:
+                    if alert_id not in done:
+                        stale_alert_ids.add(alert_id)
+                        blocked.add(pair)  # still active (a person just acted on it): no second active alert
             # Inserts after the resolutions: a new episode may replace the alert resolved just above.
             inserts = [row for row in plan.inserts if (row[0], row[1]) not in blocked]
             bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), inserts)
