@@ -293,3 +293,42 @@ def test_inactive_patients_have_no_active_alerts_and_no_imaging_clock(engine):
         evidence = [json.loads(e) for (e,) in conn.execute(text("SELECT evidence FROM alert LIMIT 50"))]
     assert inactive == 0 and clocks == 0
     assert evidence and all(isinstance(e, dict) for e in evidence)
+
+
+def test_a_person_acting_during_the_run_keeps_the_alert_and_requeues_the_patient(engine, monkeypatch):
+    """Optimistic locking: the run planned to resolve an alert, a person acknowledged it first."""
+    from db import models as m
+    from db.engine import write_session
+    from surveillance import pipeline
+    from surveillance.state import refresh_patient_state
+
+    pid = _one_overdue_patient(engine)
+    recompute(engine, full=True, now=NOW)
+    alert = _alert(engine, pid, "imaging-overdue")
+    with write_session(engine) as session:  # new imaging: the run will resolve the alert
+        session.add(
+            m.ImagingStudy(patient_id=pid, performed_on=date(2026, 11, 20), modality="mri", region="whole_spine")
+        )
+        session.flush()
+        refresh_patient_state(session, [pid])
+    planned = pipeline._plan_alerts
+
+    def plan_then_person_acts(conn, *args, **kwargs):
+        plan = planned(conn, *args, **kwargs)
+        assert any(row[2] == alert.id for row in plan.resolves)
+        conn.execute(
+            text("UPDATE alert SET status = 'acknowledged', version = version + 1 WHERE id = :i"), {"i": alert.id}
+        )
+        return plan
+
+    monkeypatch.setattr(pipeline, "_plan_alerts", plan_then_person_acts)
+    result = recompute(engine, full=True, now=NOW + timedelta(hours=1))
+    after = _alert(engine, pid, "imaging-overdue")
+    assert (after.id, after.status) == (alert.id, "acknowledged")  # the person's change stands
+    assert result.alerts_resolved == 0
+    with engine.connect() as conn:
+        queued = conn.execute(text("SELECT patient_id FROM recompute_queue")).scalars().all()
+    assert pid in queued  # rescored by the next run
+    monkeypatch.setattr(pipeline, "_plan_alerts", planned)
+    recompute(engine, full=False, now=NOW + timedelta(hours=2))
+    assert _alert(engine, pid, "imaging-overdue").status == "resolved"
