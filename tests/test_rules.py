@@ -1459,3 +1459,126 @@ def test_every_rule_fires_somewhere_in_the_random_population():
     batch = evaluate(Frame.from_records(records), RULES, today)
     never = [r for r in ALL_RULES if not batch.outputs[r].fired.any()]
     assert never == []
+
+
+# ===========================================================================
+# 8. In one batch, each patient's alerts carry that patient's own evidence
+# ===========================================================================
+# The engine renders keys and evidence only for the rows that fire; these batches
+# mix patients that fire with patients that do not, in every row position.
+
+
+def batch_of(today: str, *records: dict):
+    rows = [patient(patient_id=pid, **fields) for pid, fields in enumerate(records, start=1)]
+    return evaluate(Frame.from_records(rows), RULES, d(today))
+
+
+def totals_in(text: str) -> set[int]:
+    return {int(t) for t in text.split(",")}
+
+
+def test_sins_alerts_in_a_batch_name_each_patients_level_and_possible_totals():
+    ev = batch_of(
+        "2026-03-01",
+        {},  # no spinal lesion
+        lesion(sins=(12, 13), sins_worst_level="L2", tokuhashi_mask=m(9)),  # 13 possible: unstable
+        lesion(sins=(8,)),  # T8, SINS 8: potentially unstable
+        {**lesion(sins=(13,)), "active": False},
+    )
+    assert [bool(x) for x in ev.outputs["sins-unstable"].fired] == [False, True, False, False]
+    # SINS 7-12 is superseded by the unstable alert for the same lesion.
+    assert [bool(x) for x in ev.outputs["sins-potentially-unstable"].fired] == [False, False, True, False]
+    unstable = ev.decision("sins-unstable", 1)
+    assert unstable.patient_id == 2 and unstable.severity == "high"
+    assert unstable.evidence["level"] == "L2"
+    assert totals_in(unstable.evidence["worst_sins_possible_totals"]) == {12, 13}
+    assert "L2" in unstable.evidence_key
+    potentially = ev.decision("sins-potentially-unstable", 2)
+    assert potentially.patient_id == 3 and potentially.severity == "routine"
+    assert potentially.evidence["level"] == "T8"
+    assert totals_in(potentially.evidence["worst_sins_possible_totals"]) == {8}
+    assert "T8" in potentially.evidence_key
+    # SINS >= 10 possible and Tokuhashi 9 (expected survival >= 6 months): the Kakutani alert, same lesion.
+    kakutani = ev.decision("sins-kakutani-10", 1)
+    assert totals_in(kakutani.evidence["tokuhashi_possible_totals"]) == {9}
+    assert not ev.outputs["sins-kakutani-10"].fired[[0, 2, 3]].any()
+
+
+def test_overdue_imaging_escalates_per_patient_in_one_batch():
+    # Low tier (182 days).  Today 2026-07-12:
+    #   A: imaging 2026-01-01 -> due 2026-07-02, 10 days overdue -> routine
+    #   B: imaging 2025-12-01 -> due 2026-06-01, 41 days overdue (>= 30) -> high
+    #   C: imaging 2026-06-01 -> due 2026-11-30, not even due soon
+    ev = batch_of(
+        "2026-07-12",
+        {**lesion(), "last_imaging_on": "2026-01-01"},
+        {**lesion(), "last_imaging_on": "2025-12-01"},
+        {**lesion(), "last_imaging_on": "2026-06-01"},
+    )
+    overdue = ev.outputs["imaging-overdue"]
+    assert [bool(x) for x in overdue.fired] == [True, True, False]
+    a, b = ev.decision("imaging-overdue", 0), ev.decision("imaging-overdue", 1)
+    assert (a.severity, a.evidence_key, a.evidence["days_overdue"]) == ("routine", "2026-07-02", 10)
+    assert (b.severity, b.evidence_key, b.evidence["days_overdue"]) == ("high", "2026-06-01", 41)
+    assert a.evidence["due_on"] == "2026-07-02" and b.evidence["due_on"] == "2026-06-01"
+    assert not ev.outputs["imaging-due-soon"].fired.any()
+    assert list(ev.priority) == [WEIGHT["routine"], WEIGHT["high"], 0]
+    assert list(ev.critical_count) == [0, 0, 0]
+
+
+def test_board_candidate_names_every_reason_that_applies_and_dates_the_latest():
+    ev = batch_of(
+        "2026-03-10",
+        # SINS 8 (>= 7), Bilsky 2, TES positive, all assessed 2026-03-01; then a new SRE on 2026-03-05.
+        {
+            **lesion(sins=(8,), bilsky="2", lesions_assessed_on="2026-03-01"),
+            "tes_screen": "positive",
+            "last_sre_on": "2026-03-05",
+        },
+        {},  # nothing for the board
+        {"ecog": 2, "previous_ecog": 1, "ecog_on": "2026-03-02"},  # ECOG decline only
+    )
+    assert [bool(x) for x in ev.outputs["board-candidate"].fired] == [True, False, True]
+    several = ev.decision("board-candidate", 0)
+    reasons = [r.strip() for r in several.evidence["reasons"].split(";")]
+    assert len(reasons) == 4
+    assert any("SINS" in r for r in reasons) and any("Bilsky" in r for r in reasons)
+    assert any("TES" in r for r in reasons) and any("skeletal" in r.lower() or "SRE" in r for r in reasons)
+    assert not any("ECOG" in r or "unknown primary" in r for r in reasons)
+    assert several.evidence["since"] == "2026-03-05"  # the latest trigger, the SRE
+    assert "2026-03-05" in several.evidence_key
+    ecog_only = ev.decision("board-candidate", 2)
+    only = ecog_only.evidence["reasons"].split(";")
+    assert len(only) == 1 and "ECOG" in only[0]
+    assert ecog_only.evidence["since"] == "2026-03-02"
+
+
+def test_mscc_evidence_says_which_event_fired_it_for_each_patient():
+    ev = batch_of(
+        "2026-03-10",
+        {"new_deficit_on": "2026-03-05"},
+        {},
+        {"frankel_grade": "D", "previous_frankel_grade": "E", "neuro_on": "2026-03-06"},
+        {"cord_compression_pain_on": "2026-03-07"},
+    )
+    assert [bool(x) for x in ev.outputs["mscc-suspected"].fired] == [True, False, True, True]
+    deficit, frankel, pain = (ev.decision("mscc-suspected", row) for row in (0, 2, 3))
+    assert "deficit" in deficit.evidence["trigger"] and deficit.evidence["recorded_on"] == "2026-03-05"
+    assert "Frankel" in frankel.evidence["trigger"] and frankel.evidence["recorded_on"] == "2026-03-06"
+    assert (frankel.evidence["frankel_grade"], frankel.evidence["previous_frankel_grade"]) == ("D", "E")
+    assert "cord compression" in pain.evidence["trigger"] and pain.evidence["recorded_on"] == "2026-03-07"
+    assert [x.evidence_key for x in (deficit, frankel, pain)] == ["2026-03-05", "2026-03-06", "2026-03-07"]
+    assert all(x.severity == "critical" for x in (deficit, frankel, pain))
+    # No imaging recorded: the evidence does not invent one.
+    assert "last_imaging_on" not in deficit.evidence
+
+
+def test_caseload_reasons_list_the_title_of_every_alert_and_nothing_else():
+    ev = batch_of("2026-03-20", {}, _everything_fires(), LOW)
+    fired = fired_set(ev, 1)
+    assert len(fired) >= 10
+    titles = {RULES.rule(rule_id).title for rule_id in fired}
+    assert set(ev.reasons[1].split("; ")) == titles
+    assert ev.open_count[1] == len(fired)
+    assert ev.critical_count[1] == sum(ev.severity[r][1] == "critical" for r in fired)
+    assert ev.reasons[2] == "" and ev.open_count[2] == 0 and ev.priority[2] == 0

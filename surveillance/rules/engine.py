@@ -23,6 +23,7 @@ Conventions:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -40,6 +41,7 @@ BILSKY_RANK = {"0": 0, "1a": 1, "1b": 2, "1c": 3, "2": 4, "3": 5}
 FRANKEL_RANK = {"A": 0, "B": 1, "C": 2, "D": 3, "E": 4}  # higher is better
 AMBULATION_RANK = {"independent": 0, "with_aid": 1, "with_assistance": 2, "non_ambulatory": 3}
 SEVERITY_ORDER = {"critical": 0, "high": 1, "routine": 2, "info": 3}
+TES_POSITIVE = ("positive", "selected")
 
 #: Every field a Frame carries, with its kind.  Unknown: NaT (date), NaN (float),
 #: -1 (tri-state "tri": 0 false, 1 true), None (str).  "mask" is a bit set of possible totals.
@@ -112,7 +114,7 @@ def _empty(kind: str, n: int) -> np.ndarray:
         return np.zeros(n, dtype=bool)
     if kind == "tri":
         return np.full(n, -1, dtype=np.int8)
-    return np.full(n, None, dtype=object)
+    return _objects(n, None)
 
 
 def _coerce(kind: str, values: list[Any]) -> np.ndarray:
@@ -168,20 +170,22 @@ class Frame:
 _BITS = 32  # level bit sets (30 levels) as well as totals (at most 18)
 
 
+def _bit_index(single: np.ndarray) -> np.ndarray:
+    """Index of the one set bit of each (power-of-two, below 2**53) value; exact via the float exponent."""
+    return np.frexp(single.astype(np.float64))[1].astype(np.int64) - 1
+
+
 def mask_max(mask: np.ndarray) -> np.ndarray:
     """Largest possible total per row; -1 where nothing is possible (mask 0)."""
-    out = np.full(mask.shape, -1, dtype=np.int64)
-    for bit in range(_BITS):
-        out = np.where((mask >> bit) & 1 == 1, bit, out)
-    return out
+    bits = np.asarray(mask).astype(np.int64) & ((1 << _BITS) - 1)
+    # frexp(m) = (f, e) with m = f * 2**e, 0.5 <= f < 1: the highest set bit is e - 1 (m < 2**32 is exact).
+    return np.where(bits != 0, _bit_index(bits), -1)
 
 
 def mask_min(mask: np.ndarray) -> np.ndarray:
     """Smallest possible total per row; -1 where nothing is possible."""
-    out = np.full(mask.shape, -1, dtype=np.int64)
-    for bit in reversed(range(_BITS)):
-        out = np.where((mask >> bit) & 1 == 1, bit, out)
-    return out
+    bits = np.asarray(mask).astype(np.int64) & ((1 << _BITS) - 1)
+    return np.where(bits != 0, _bit_index(bits & -bits), -1)  # m & -m keeps the lowest set bit
 
 
 def mask_any_between(mask: np.ndarray, low: int, high: int) -> np.ndarray:
@@ -193,35 +197,117 @@ def totals_of(mask: int) -> list[int]:
     return [t for t in range(_BITS) if mask >> t & 1]
 
 
+# Dates as day numbers: NaT is the smallest int64, so it is never "after today"; _NEVER stands for
+# "no date" while taking minima.
+_NAT_DAY = np.iinfo(np.int64).min
+_NEVER = np.iinfo(np.int64).max
+
+
+def _day_numbers(on: np.ndarray) -> np.ndarray:
+    return np.asarray(on).astype("datetime64[D]", copy=False).view(np.int64)
+
+
 def _days_since(today: np.datetime64, on: np.ndarray) -> np.ndarray:
     """Days from ``on`` to ``today`` as float (NaN where unknown)."""
-    delta = (today - on).astype("timedelta64[D]").astype(float)
-    delta[np.isnat(on)] = np.nan
+    days = _day_numbers(on)
+    delta = (np.datetime64(today, "D").astype(np.int64) - days).astype(float)  # NaT rows wrap: masked next
+    delta[days == _NAT_DAY] = np.nan
     return delta
 
 
 def _earliest_future(today: np.datetime64, *candidates: np.ndarray) -> np.ndarray:
     """Per row, the earliest candidate date after ``today`` (NaT if none)."""
+    if not candidates:
+        return NaT
+    now = np.datetime64(today, "D").astype(np.int64)
     best = None
     for c in candidates:
-        c = np.where(c > today, c, NaT)
-        best = c if best is None else np.where(np.isnat(best) | (~np.isnat(c) & (c < best)), c, best)
-    return best if best is not None else NaT
+        days = _day_numbers(c)
+        future = np.where(days > now, days, _NEVER)
+        best = future if best is None else np.minimum(best, future, out=best)
+    best[best == _NEVER] = _NAT_DAY
+    return best.view("datetime64[D]")
+
+
+def _objects(n: int, value: Any) -> np.ndarray:
+    """An object array of ``n`` times ``value`` (``np.full`` converts element by element)."""
+    out = np.empty(n, dtype=object)
+    out.fill(value)
+    return out
+
+
+def _pick(codes: np.ndarray, choices: list[Any]) -> np.ndarray:
+    """``choices[code]`` per row as an object array (one pointer copy per row)."""
+    table = np.empty(len(choices), dtype=object)
+    table[:] = choices
+    return table[codes]
+
+
+def _factorize(values: np.ndarray) -> tuple[list[Any], np.ndarray]:
+    """Distinct values (first-seen order) and each row's index into them.
+
+    For object columns (strings and ``None``) — the hashing equivalent of
+    ``np.unique(..., return_inverse=True)``, which cannot sort ``None``; every
+    step runs in C (dict hashing and ``map``), not a Python loop per row.
+    """
+    items = values.tolist()
+    index = {v: i for i, v in enumerate(dict.fromkeys(items))}
+    codes = np.fromiter(map(index.__getitem__, items), dtype=np.intp, count=len(items))
+    return list(index), codes
 
 
 def _rank(values: np.ndarray, table: dict[str, int]) -> np.ndarray:
-    return np.array([table.get(v, -1) if v is not None else -1 for v in values], dtype=np.int64)
+    """Each value's rank in ``table``; -1 for unknown (``None``) or a value not in the table.
+
+    One C-level dict lookup per row (``map`` over ``dict.get``), no Python loop.
+    """
+    items = values.tolist()
+    return np.fromiter(map(table.get, items, itertools.repeat(-1)), dtype=np.int64, count=len(items))
+
+
+def _isin(values: np.ndarray, choices: Any) -> np.ndarray:
+    """``np.isin`` for an object column: each distinct value is tested once."""
+    if values.dtype != object:
+        return np.isin(values, list(choices))
+    distinct, codes = _factorize(values)
+    wanted = set(choices)
+    return np.array([v in wanted for v in distinct], dtype=bool)[codes]
+
+
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
 
 def _str(values: np.ndarray) -> np.ndarray:
-    """Values as plain strings for keys and evidence; unknown (None, NaN, NaT) as ""."""
+    """Values as plain strings for keys and evidence; unknown (None, NaN, NaT) as "".
+
+    Each distinct value is converted once and looked up per row.
+    """
+    if values.dtype == object:
+        distinct, codes = _factorize(values)
+        return _pick(codes, [_text(v) for v in distinct])
+    distinct, codes = np.unique(values, return_inverse=True)
     if values.dtype.kind == "M":
-        text = values.astype(str).astype(object)
-        text[np.isnat(values)] = ""
-        return text
-    return np.array(
-        ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object
-    )
+        text = distinct.astype(str).astype(object)
+        text[np.isnat(distinct)] = ""
+    else:
+        text = np.array([_text(v) for v in distinct], dtype=object)  # numpy scalars, as a per-row str() sees them
+    return text[codes.reshape(values.shape)]
+
+
+def _key(values: np.ndarray, fired: np.ndarray) -> np.ndarray:
+    """:func:`_str` of the rows that fire (an episode key is only read there); "" on the others."""
+    rows = np.flatnonzero(fired)
+    out = _objects(len(values), "")
+    out[rows] = _str(values[rows])
+    return out
+
+
+def _totals_text(mask: np.ndarray) -> np.ndarray:
+    """Each row's possible totals as text ("7, 8, 9"); "" where nothing is possible."""
+    distinct, codes = np.unique(mask, return_inverse=True)
+    text = np.array([", ".join(map(str, totals_of(int(m)))) for m in distinct], dtype=object)
+    return text[codes.reshape(mask.shape)]
 
 
 # ---------------------------------------------------------------------------
@@ -231,6 +317,14 @@ def _str(values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RuleOutput:
+    """One rule's outcome for every row of the frame.
+
+    ``key`` (the parts of the evidence key) and ``evidence`` are full-length
+    arrays, but they are only meaningful on the rows that fire: keys are
+    rendered for those rows alone ("" elsewhere), so a million-row run does
+    not format dates and levels for patients with no alert.
+    """
+
     fired: np.ndarray
     key: list[np.ndarray]
     evidence: dict[str, np.ndarray]
@@ -265,6 +359,28 @@ class Context:
     tier: np.ndarray
     due: np.ndarray
     outputs: dict[str, RuleOutput] = field(default_factory=dict)
+    texts: dict[str, np.ndarray] = field(default_factory=dict)  # evidence text shared by several rules
+    codes: dict[str, tuple[dict[Any, int], np.ndarray]] = field(default_factory=dict)  # factorized str fields
+
+    def equals(self, f: Frame, str_field: str, value: str) -> np.ndarray:
+        """``f.<str_field> == value`` per row; the column is factorized once per evaluation.
+
+        ``value=None`` matches the unknown (``None``) rows, as an element-wise ``== None`` does.
+        """
+        if str_field not in self.codes:
+            distinct, codes = _factorize(f.cols[str_field])
+            self.codes[str_field] = ({v: i for i, v in enumerate(distinct)}, codes)
+        index, codes = self.codes[str_field]
+        code = index.get(value)
+        return codes == code if code is not None else np.zeros(len(codes), dtype=bool)
+
+    def totals_text(self, f: Frame, mask_field: str) -> np.ndarray:
+        """The possible totals of a mask field as text, built once per evaluation (read-only)."""
+        if mask_field not in self.texts:
+            text = _totals_text(f.cols[mask_field])
+            text.flags.writeable = False
+            self.texts[mask_field] = text
+        return self.texts[mask_field]
 
 
 # --- Red flags ---------------------------------------------------------------
@@ -279,16 +395,13 @@ def _mscc(f: Frame, p, today, ctx):
     recent = _days_since(today, event_on) <= p["lookback_days"]
     no_mri_since = np.isnat(f.last_imaging_on) | (f.last_imaging_on < event_on)
     fired = f.active & recent & no_mri_since
-    trigger = np.where(
-        event_on == f.new_deficit_on,
-        "new neurological deficit",
-        np.where(
-            event_on == f.cord_compression_pain_on, "pain suggestive of cord compression", "Frankel grade worsened"
-        ),
+    trigger = _pick(
+        np.select([event_on == f.new_deficit_on, event_on == f.cord_compression_pain_on], [0, 1], default=2),
+        ["new neurological deficit", "pain suggestive of cord compression", "Frankel grade worsened"],
     )
     return RuleOutput(
         fired,
-        [_str(event_on)],
+        [_key(event_on, fired)],
         {
             "trigger": trigger,
             "recorded_on": event_on,
@@ -308,7 +421,7 @@ def _spinal_pain(f: Frame, p, today, ctx):
     fired = f.active & recent & no_mri_since & ~ctx.outputs["mscc-suspected"].fired
     return RuleOutput(
         fired,
-        [_str(on)],
+        [_key(on, fired)],
         {
             "recorded_on": on,
             "last_imaging_on": f.last_imaging_on,
@@ -321,21 +434,22 @@ def _spinal_pain(f: Frame, p, today, ctx):
 @rule("escc-high-grade", min_grade=str)
 def _escc(f: Frame, p, today, ctx):
     fired = f.active & (f.bilsky_worst_rank >= BILSKY_RANK[p["min_grade"]])
-    grade = np.array(
-        [{v: k for k, v in BILSKY_RANK.items()}.get(int(r), "") for r in f.bilsky_worst_rank], dtype=object
+    grades = sorted(BILSKY_RANK, key=BILSKY_RANK.__getitem__)  # rank r -> grade, ranks 0..5
+    rank = f.bilsky_worst_rank
+    grade = _pick(np.where((rank >= 0) & (rank < len(grades)), rank, len(grades)), [*grades, ""])
+    return RuleOutput(
+        fired, [_key(f.bilsky_worst_level, fired), grade], {"level": f.bilsky_worst_level, "bilsky_escc": grade}
     )
-    return RuleOutput(fired, [_str(f.bilsky_worst_level), grade], {"level": f.bilsky_worst_level, "bilsky_escc": grade})
 
 
-def _sins_evidence(f: Frame) -> dict[str, np.ndarray]:
-    possible = np.array([", ".join(map(str, totals_of(int(m)))) for m in f.sins_worst_mask], dtype=object)
-    return {"level": f.sins_worst_level, "worst_sins_possible_totals": possible}
+def _sins_evidence(f: Frame, ctx: Context) -> dict[str, np.ndarray]:
+    return {"level": f.sins_worst_level, "worst_sins_possible_totals": ctx.totals_text(f, "sins_worst_mask")}
 
 
 @rule("sins-unstable", min_sins=int)
 def _sins_unstable(f: Frame, p, today, ctx):
     fired = f.active & (ctx.sins_max >= p["min_sins"])
-    return RuleOutput(fired, [_str(f.sins_worst_level)], _sins_evidence(f))
+    return RuleOutput(fired, [_key(f.sins_worst_level, fired)], _sins_evidence(f, ctx))
 
 
 @rule("sins-potentially-unstable", min_sins=int, max_sins=int)
@@ -343,7 +457,7 @@ def _sins_potential(f: Frame, p, today, ctx):
     in_band = mask_any_between(f.sins_worst_mask, p["min_sins"], p["max_sins"])
     # The unstable alert supersedes this one for the same lesion.
     fired = f.active & in_band & ~ctx.outputs["sins-unstable"].fired
-    return RuleOutput(fired, [_str(f.sins_worst_level)], _sins_evidence(f))
+    return RuleOutput(fired, [_key(f.sins_worst_level, fired)], _sins_evidence(f, ctx))
 
 
 @rule("sins-kakutani-10", min_sins=int, min_tokuhashi=int, max_katagiri=int)
@@ -352,25 +466,21 @@ def _kakutani(f: Frame, p, today, ctx):
     tokuhashi_ok = (f.tokuhashi_mask == 0) | (ctx.tokuhashi_max >= p["min_tokuhashi"])
     katagiri_ok = (f.katagiri_mask == 0) | ((ctx.katagiri_min >= 0) & (ctx.katagiri_min <= p["max_katagiri"]))
     fired = f.active & (ctx.sins_max >= p["min_sins"]) & (tokuhashi_ok | katagiri_ok)
-    evidence = _sins_evidence(f)
-    evidence["tokuhashi_possible_totals"] = np.array(
-        [", ".join(map(str, totals_of(int(m)))) for m in f.tokuhashi_mask], dtype=object
-    )
-    evidence["katagiri_possible_totals"] = np.array(
-        [", ".join(map(str, totals_of(int(m)))) for m in f.katagiri_mask], dtype=object
-    )
-    return RuleOutput(fired, [_str(f.sins_worst_level)], evidence)
+    evidence = _sins_evidence(f, ctx)
+    evidence["tokuhashi_possible_totals"] = ctx.totals_text(f, "tokuhashi_mask")
+    evidence["katagiri_possible_totals"] = ctx.totals_text(f, "katagiri_mask")
+    return RuleOutput(fired, [_key(f.sins_worst_level, fired)], evidence)
 
 
 @rule("sins-10-on-denosumab", min_sins=int, on_drug_within_days=int)
 def _sins_denosumab(f: Frame, p, today, ctx):
     on_drug = _days_since(today, f.denosumab_last_on) <= p["on_drug_within_days"]
     fired = f.active & (ctx.sins_max >= p["min_sins"]) & on_drug
-    evidence = _sins_evidence(f)
+    evidence = _sins_evidence(f, ctx)
     evidence["denosumab_last_on"] = f.denosumab_last_on
     return RuleOutput(
         fired,
-        [_str(f.sins_worst_level)],
+        [_key(f.sins_worst_level, fired)],
         evidence,
         next_change=f.denosumab_last_on + (p["on_drug_within_days"] + 1) * DAY,
     )
@@ -385,7 +495,7 @@ def _imaging_soon(f: Frame, p, today, ctx):
     fired = f.active & ~np.isnat(ctx.due) & (start <= today) & (today < ctx.due)
     return RuleOutput(
         fired,
-        [_str(ctx.due)],
+        [_key(ctx.due, fired)],
         {"tier": ctx.tier, "last_imaging_on": f.last_imaging_on, "due_on": ctx.due},
         next_change=_earliest_future(today, start, ctx.due),
     )
@@ -395,12 +505,12 @@ def _imaging_soon(f: Frame, p, today, ctx):
 def _imaging_overdue(f: Frame, p, today, ctx):
     fired = f.active & ~np.isnat(ctx.due) & (ctx.due <= today)
     overdue = _days_since(today, ctx.due)
-    severity = np.where(overdue >= p["escalate_after_days"], p["escalated_severity"], "").astype(object)
-    severity[severity == ""] = None
-    no_imaging = np.where(np.isnat(f.last_imaging_on), "no qualifying spine imaging recorded", "")
+    severity = _objects(f.n, None)
+    severity[overdue >= p["escalate_after_days"]] = p["escalated_severity"] or None
+    no_imaging = _pick(np.isnat(f.last_imaging_on).view(np.int8), ["", "no qualifying spine imaging recorded"])
     return RuleOutput(
         fired,
-        [_str(ctx.due)],
+        [_key(ctx.due, fired)],
         {
             "tier": ctx.tier,
             "last_imaging_on": f.last_imaging_on,
@@ -419,10 +529,11 @@ def _post_sbrt(f: Frame, p, today, ctx):
     in_window = ~np.isnat(f.last_spine_sbrt_on) & (today <= window_end)
     pain_after = ~np.isnat(f.mechanical_pain_on) & (f.mechanical_pain_on >= f.last_spine_sbrt_on)
     fired = f.active & in_window & pain_after
-    severity = np.where(ctx.sins_max >= p["high_if_sins_min"], "high", None).astype(object)
+    severity = _objects(f.n, None)
+    severity[ctx.sins_max >= p["high_if_sins_min"]] = "high"
     return RuleOutput(
         fired,
-        [_str(f.last_spine_sbrt_on)],
+        [_key(f.last_spine_sbrt_on, fired)],
         {"sbrt_on": f.last_spine_sbrt_on, "mechanical_pain_on": f.mechanical_pain_on, "window_ends_on": window_end},
         severity=severity,
         next_change=window_end + DAY,
@@ -443,14 +554,14 @@ def _bma_none(f: Frame, p, today, ctx):
     fired = f.active & _has_bone_metastasis(f) & np.isnat(f.bma_first_on) & ~f.bma_not_indicated & ~poor
     return RuleOutput(
         fired,
-        [np.full(f.n, "none", dtype=object)],
+        [_objects(f.n, "none")],
         {"lesion_count": f.lesion_count, "extraspinal_bone_metastases": f.extraspinal_bone_metastases},
     )
 
 
-def _bma_interval(f: Frame, den: int, za_q4w: int, za_q12w: int) -> np.ndarray:
-    q12 = f.zoledronic_regimen == "q12w"
-    return np.where(f.bma_agent == "zoledronic_acid", np.where(q12, za_q12w, za_q4w), den).astype(float)
+def _bma_interval(f: Frame, ctx: Context, den: int, za_q4w: int, za_q12w: int) -> np.ndarray:
+    q12 = ctx.equals(f, "zoledronic_regimen", "q12w")
+    return np.where(ctx.equals(f, "bma_agent", "zoledronic_acid"), np.where(q12, za_q12w, za_q4w), den).astype(float)
 
 
 @rule(
@@ -465,23 +576,23 @@ def _bma_interval(f: Frame, den: int, za_q4w: int, za_q12w: int) -> np.ndarray:
 )
 def _bma_overdue(f: Frame, p, today, ctx):
     threshold = _bma_interval(
-        f, p["denosumab_overdue_days"], p["zoledronic_q4w_overdue_days"], p["zoledronic_q12w_overdue_days"]
+        f, ctx, p["denosumab_overdue_days"], p["zoledronic_q4w_overdue_days"], p["zoledronic_q12w_overdue_days"]
     )
     since = _days_since(today, f.bma_last_on)
     # Past the stop threshold the agent counts as stopped: the stop and indication rules take over.
-    q12w_zoledronic = (f.bma_agent == "zoledronic_acid") & (f.zoledronic_regimen == "q12w")
+    on_zoledronic = ctx.equals(f, "bma_agent", "zoledronic_acid")
+    q12w_zoledronic = on_zoledronic & ctx.equals(f, "zoledronic_regimen", "q12w")
     stopped = np.where(q12w_zoledronic, p["stopped_after_days_q12w"], p["stopped_after_days"])
     fired = f.active & ~np.isnat(f.bma_last_on) & (since > threshold) & (since <= stopped) & ~f.bma_not_indicated
-    severity = np.where(since > threshold + p["escalate_after_days"], p["escalated_severity"], None).astype(object)
-    regimen = np.where(
-        f.bma_agent == "zoledronic_acid",
-        np.where(f.zoledronic_regimen == None, "q4w assumed (regimen not recorded)", f.zoledronic_regimen),  # noqa: E711
-        "q4w",
-    ).astype(object)
+    severity = _objects(f.n, None)
+    severity[since > threshold + p["escalate_after_days"]] = p["escalated_severity"]
+    regimen = _objects(f.n, "q4w")
+    regimen[on_zoledronic] = f.zoledronic_regimen[on_zoledronic]
+    regimen[on_zoledronic & ctx.equals(f, "zoledronic_regimen", None)] = "q4w assumed (regimen not recorded)"
     limit = f.bma_last_on + threshold.astype("timedelta64[D]")
     return RuleOutput(
         fired,
-        [_str(f.bma_last_on)],
+        [_key(f.bma_last_on, fired)],
         {"agent": f.bma_agent, "last_dose_on": f.bma_last_on, "days_since_last_dose": since, "regimen": regimen},
         severity=severity,
         next_change=_earliest_future(
@@ -504,21 +615,21 @@ def _bma_overdue(f: Frame, p, today, ctx):
 )
 def _predose_lab(f: Frame, p, today, ctx):
     interval = _bma_interval(
-        f, p["denosumab_interval_days"], p["zoledronic_q4w_interval_days"], p["zoledronic_q12w_interval_days"]
+        f, ctx, p["denosumab_interval_days"], p["zoledronic_q4w_interval_days"], p["zoledronic_q12w_interval_days"]
     )
     next_dose = f.bma_last_on + interval.astype("timedelta64[D]")
     window_start = next_dose - p["due_window_days"] * DAY
     window_end = next_dose + p["watch_until_days_after_due"] * DAY  # later than that the dose is overdue or stopped
-    is_za = f.bma_agent == "zoledronic_acid"
-    is_den = f.bma_agent == "denosumab"
+    is_za = ctx.equals(f, "bma_agent", "zoledronic_acid")
+    is_den = ctx.equals(f, "bma_agent", "denosumab")
     lab_on = np.where(is_za, f.creatinine_on, np.where(is_den, f.calcium_on, NaT))
     lab_recent = _days_since(today, lab_on) <= p["lab_within_days"]
     in_window = (window_start <= today) & (today <= window_end)
     fired = f.active & (is_za | is_den) & ~np.isnat(f.bma_last_on) & in_window & ~lab_recent & ~f.bma_not_indicated
-    needed = np.where(is_za, "creatinine", "calcium").astype(object)
+    needed = _pick(is_za.astype(np.intp), ["calcium", "creatinine"])
     return RuleOutput(
         fired,
-        [_str(next_dose)],
+        [_key(next_dose, fired)],
         {"agent": f.bma_agent, "next_dose_on": next_dose, "test_needed": needed, "last_test_on": lab_on},
         next_change=_earliest_future(today, window_start, window_end + DAY, lab_on + (p["lab_within_days"] + 1) * DAY),
     )
@@ -532,11 +643,11 @@ def _renal_hold(f: Frame, p, today, ctx):
     )
     # Rounded so a rise of exactly the threshold (1.4 - 0.9) is not lost to binary floating point.
     rise = np.round(f.creatinine_mg_dl - baseline, 6)
-    on_za = (f.bma_agent == "zoledronic_acid") & ~np.isnat(f.zoledronic_first_on)
+    on_za = ctx.equals(f, "bma_agent", "zoledronic_acid") & ~np.isnat(f.zoledronic_first_on)
     fired = f.active & on_za & ~np.isnan(rise) & (rise >= allowed) & (f.creatinine_on >= f.zoledronic_first_on)
     return RuleOutput(
         fired,
-        [_str(f.creatinine_on)],
+        [_key(f.creatinine_on, fired)],
         {
             "creatinine_mg_dl": f.creatinine_mg_dl,
             "baseline_mg_dl": baseline,
@@ -552,10 +663,10 @@ def _hypocalcaemia(f: Frame, p, today, ctx):
     corrected = np.round(np.where(np.isnan(albumin), f.calcium_mg_dl, f.calcium_mg_dl + 0.8 * (4.0 - albumin)), 6)
     on_drug = _days_since(today, f.denosumab_last_on) <= p["on_drug_within_days"]
     fired = f.active & on_drug & ~np.isnan(corrected) & (corrected < p["corrected_calcium_below_mg_dl"])
-    method = np.where(np.isnan(albumin), "measured (no albumin)", "albumin-corrected (Payne)").astype(object)
+    method = _pick(np.isnan(albumin).astype(np.intp), ["albumin-corrected (Payne)", "measured (no albumin)"])
     return RuleOutput(
         fired,
-        [_str(f.calcium_on)],
+        [_key(f.calcium_on, fired)],
         {
             "calcium_mg_dl": f.calcium_mg_dl,
             "corrected_calcium_mg_dl": corrected,
@@ -573,13 +684,18 @@ def _dental(f: Frame, p, today, ctx):
     stale = np.isnat(f.dental_last_on) | (_days_since(today, f.dental_last_on) > p["review_every_days"])
     fired = f.active & on_drug & (none_before | stale)
     never = np.isnat(f.dental_last_on)
-    reason = np.select(
-        [never, none_before, stale],
-        ["no dental examination recorded", "no dental examination before the first dose",
-         "dental review older than the interval"],
-        default="",
-    ).astype(object)
-    key = np.select([never, none_before], ["none", "before-first-dose"], default=_str(f.dental_last_on)).astype(object)
+    reason = _pick(
+        np.select([never, none_before, stale], [0, 1, 2], default=3),
+        [
+            "no dental examination recorded",
+            "no dental examination before the first dose",
+            "dental review older than the interval",
+            "",
+        ],
+    )
+    key = _key(f.dental_last_on, fired)  # the first that applies: none, before-first-dose, the last exam's date
+    key[none_before] = "before-first-dose"
+    key[never] = "none"
     return RuleOutput(
         fired,
         [key],
@@ -595,11 +711,11 @@ def _dental(f: Frame, p, today, ctx):
 @rule("bma-stopped-denosumab", stopped_after_days=int)
 def _denosumab_stopped(f: Frame, p, today, ctx):
     since = _days_since(today, f.denosumab_last_on)
-    still_latest = f.bma_agent == "denosumab"  # not switched to another agent since
+    still_latest = ctx.equals(f, "bma_agent", "denosumab")  # not switched to another agent since
     fired = f.active & (since > p["stopped_after_days"]) & still_latest & ~f.denosumab_transition_plan
     return RuleOutput(
         fired,
-        [_str(f.denosumab_last_on)],
+        [_key(f.denosumab_last_on, fired)],
         {"denosumab_last_on": f.denosumab_last_on, "days_since_last_dose": since},
         next_change=f.denosumab_last_on + (p["stopped_after_days"] + 1) * DAY,
     )
@@ -617,7 +733,7 @@ def _ecog(f: Frame, p, today, ctx):
     fired = f.active & known & (worse | crossed) & recent
     return RuleOutput(
         fired,
-        [_str(f.ecog_on)],
+        [_key(f.ecog_on, fired)],
         {"ecog": f.ecog, "previous_ecog": f.previous_ecog, "recorded_on": f.ecog_on},
         next_change=f.ecog_on + (p["lookback_days"] + 1) * DAY,
     )
@@ -632,7 +748,7 @@ def _ambulation(f: Frame, p, today, ctx):
     fired = f.active & lost & recent
     return RuleOutput(
         fired,
-        [_str(f.neuro_on)],
+        [_key(f.neuro_on, fired)],
         {"ambulatory_status": f.ambulatory_status, "previous": f.previous_ambulatory_status, "recorded_on": f.neuro_on},
         next_change=f.neuro_on + (p["lookback_days"] + 1) * DAY,
     )
@@ -641,7 +757,7 @@ def _ambulation(f: Frame, p, today, ctx):
 @rule("locomo-type2-untreated")
 def _type2(f: Frame, p, today, ctx):
     fired = f.active & f.locomo_type2_without_plan
-    return RuleOutput(fired, [np.full(f.n, "type2", dtype=object)], {"locomo_types": f.locomo_types})
+    return RuleOutput(fired, [_objects(f.n, "type2")], {"locomo_types": f.locomo_types})
 
 
 @rule("locomo-type3-overlooked", review_every_days=int)
@@ -653,7 +769,7 @@ def _type3(f: Frame, p, today, ctx):
     fired = f.active & has_type3 & f.on_cancer_therapy & unreviewed
     return RuleOutput(
         fired,
-        [_str(f.locomo_type3_last_review_on)],
+        [_key(f.locomo_type3_last_review_on, fired)],
         {"last_orthopaedic_review_on": f.locomo_type3_last_review_on},
         next_change=f.locomo_type3_last_review_on + (p["review_every_days"] + 1) * DAY,
     )
@@ -682,25 +798,30 @@ def _board(f: Frame, p, today, ctx):
     if p["unknown_primary"]:
         reasons.append(
             (
-                (f.primary_site == "unknown_primary") & _has_bone_metastasis(f),
+                ctx.equals(f, "primary_site", "unknown_primary") & _has_bone_metastasis(f),
                 "unknown primary with bone metastasis",
                 f.registered_on,
             )
         )
     if p["tes_positive"]:
-        reasons.append((np.isin(f.tes_screen, ["positive", "selected"]), "TES screen positive", f.lesions_assessed_on))
+        reasons.append((_isin(f.tes_screen, TES_POSITIVE), "TES screen positive", f.lesions_assessed_on))
     latest = np.full(f.n, NaT)
-    text = np.full(f.n, "", dtype=object)
-    any_reason = np.zeros(f.n, dtype=bool)
-    for mask, label, on in reasons:
-        any_reason |= mask
+    which = np.zeros(f.n, dtype=np.intp)  # bit i set: reason i applies
+    for bit, (mask, _label, on) in enumerate(reasons):
+        which |= mask.astype(np.intp) << bit
         latest = np.where(mask & (np.isnat(latest) | (on > latest)), on, latest)
-        text = np.where(mask, np.where(text == "", label, text + "; " + label), text)
+    any_reason = which != 0
+    # The text of every combination of reasons (at most 2**6), in the order above, then one lookup per row.
+    labels = [label for _mask, label, _on in reasons]
+    text = _pick(
+        which,
+        ["; ".join(label for i, label in enumerate(labels) if combo >> i & 1) for combo in range(1 << len(labels))],
+    )
     undecided = np.isnat(f.board_decided_on) | np.isnat(latest) | (f.board_decided_on < latest)
     fired = f.active & any_reason & undecided
     return RuleOutput(
         fired,
-        [text, _str(latest)],
+        [text, _key(latest, fired)],
         {"reasons": text, "since": latest, "board_decided_on": f.board_decided_on},
         next_change=_earliest_future(today, f.last_sre_on + (p["new_sre_days"] + 1) * DAY),
     )
@@ -708,8 +829,8 @@ def _board(f: Frame, p, today, ctx):
 
 @rule("tes-candidate")
 def _tes(f: Frame, p, today, ctx):
-    fired = f.active & np.isin(f.tes_screen, ["positive", "selected"])
-    return RuleOutput(fired, [_str(f.tes_screen)], {"tes_screen": f.tes_screen})
+    fired = f.active & _isin(f.tes_screen, TES_POSITIVE)
+    return RuleOutput(fired, [_key(f.tes_screen, fired)], {"tes_screen": f.tes_screen})
 
 
 @rule("separation-margin-lt3mm", margin_below_mm=float)
@@ -717,7 +838,7 @@ def _separation(f: Frame, p, today, ctx):
     fired = f.active & ~np.isnan(f.separation_margin_mm) & (f.separation_margin_mm < p["margin_below_mm"])
     return RuleOutput(
         fired,
-        [_str(f.separation_surgery_on)],
+        [_key(f.separation_surgery_on, fired)],
         {"surgery_on": f.separation_surgery_on, "margin_mm": f.separation_margin_mm},
     )
 
@@ -725,8 +846,8 @@ def _separation(f: Frame, p, today, ctx):
 @rule("prognosis-poor", min_katagiri=int)
 def _prognosis(f: Frame, p, today, ctx):
     fired = f.active & (ctx.katagiri_min >= p["min_katagiri"])
-    possible = np.array([", ".join(map(str, totals_of(int(m)))) for m in f.katagiri_mask], dtype=object)
-    return RuleOutput(fired, [np.full(f.n, "katagiri-high", dtype=object)], {"katagiri_possible_totals": possible})
+    possible = ctx.totals_text(f, "katagiri_mask")
+    return RuleOutput(fired, [_objects(f.n, "katagiri-high")], {"katagiri_possible_totals": possible})
 
 
 # Rules that read other rules' outputs run after them.
@@ -757,6 +878,9 @@ RULE_ORDER = [
     "separation-margin-lt3mm",
     "prognosis-poor",
 ]
+# evaluate() records which rules fire on a row as bits of one int64.
+if len(RULE_ORDER) > 63:
+    raise RuntimeError("more than 63 rules: widen evaluate()'s fired_bits")
 
 
 # ---------------------------------------------------------------------------
@@ -794,12 +918,10 @@ def compute_tiers(
         has_lesion & ~high & ((sins_max >= t.intermediate_sins_min) | new_lesion | any_sbrt | f.bilsky_unknown)
     )
     low = has_lesion & ~high & ~intermediate
-    screening = ~has_lesion & np.isin(f.primary_site, list(t.screening_sites))
-    tier = np.select(
-        [~f.active, high, intermediate, low, screening],
-        ["inactive", "high", "intermediate", "low", "screening"],
-        default="none",
-    ).astype(object)
+    screening = ~has_lesion & _isin(f.primary_site, t.screening_sites)
+    tiers = ["inactive", "high", "intermediate", "low", "screening", "none"]
+    tier_code = np.select([~f.active, high, intermediate, low, screening], [0, 1, 2, 3, 4], default=5)
+    tier = _pick(tier_code, tiers)
     interval = np.select(
         [high, intermediate, low, screening],
         [t.high_interval_days, t.intermediate_interval_days, t.low_interval_days, t.screening_interval_days],
@@ -807,7 +929,7 @@ def compute_tiers(
     ).astype("timedelta64[D]")
     # No qualifying imaging yet: due since the patient entered surveillance.
     base = np.where(np.isnat(f.last_imaging_on), f.registered_on, f.last_imaging_on + interval)
-    due = np.where(f.active & (tier != "none"), base, NaT).astype("datetime64[D]")
+    due = np.where(f.active & (tier_code != tiers.index("none")), base, NaT).astype("datetime64[D]")
     changes = _earliest_future(today, sbrt_window_end + DAY, new_lesion_end + DAY)
     return tier, due, np.where(f.active, changes, NaT).astype("datetime64[D]")
 
@@ -889,6 +1011,19 @@ class Evaluation:
         return [self.decision(rule_id, row) for rule_id in RULE_ORDER if self.outputs[rule_id].fired[row]]
 
 
+def _reasons_text(fired_bits: np.ndarray, titles: list[str]) -> np.ndarray:
+    """The titles of the rules that fire on each row (bit ``i``: ``titles[i]``), joined by "; "."""
+    combos, codes = np.unique(fired_bits, return_inverse=True)
+    texts = []
+    for combo in combos.tolist():
+        text = ""
+        for i, title in enumerate(titles):
+            if combo >> i & 1:
+                text = title if text == "" else text + "; " + title
+        texts.append(text)
+    return _pick(codes.reshape(fired_bits.shape), texts)
+
+
 def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Evaluation:
     """Apply every rule to every row of ``frame`` as of ``today``."""
     today = np.datetime64(today, "D")
@@ -907,28 +1042,34 @@ def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Eva
     priority = np.zeros(frame.n, dtype=np.int64)
     open_count = np.zeros(frame.n, dtype=np.int64)
     critical = np.zeros(frame.n, dtype=np.int64)
-    recheck = tier_change
-    reasons = np.full(frame.n, "", dtype=object)
-    for rule_id in RULE_ORDER:
+    next_changes = [tier_change]
+    # Which rules fire on each row, one bit per rule in RULE_ORDER: the reasons text is built once
+    # per distinct combination rather than concatenated row by row.
+    fired_bits = np.zeros(frame.n, dtype=np.int64)
+    for bit, rule_id in enumerate(RULE_ORDER):
         fn, _ = _RULES[rule_id]
         r = ruleset.rule(rule_id)
         out = fn(frame, r.params, today, ctx)
         ctx.outputs[rule_id] = out
-        sev = np.full(frame.n, r.severity, dtype=object)
-        if out.severity is not None:
-            override = np.array([s is not None for s in out.severity], dtype=bool)
+        sev = _objects(frame.n, r.severity)
+        rows = np.flatnonzero(out.fired)
+        open_count[rows] += 1
+        fired_bits[rows] |= 1 << bit
+        if out.severity is None:
+            priority[rows] += weights.get(r.severity, 0)
+            critical[rows] += r.severity == "critical"
+        else:
+            override = out.severity != None  # noqa: E711 - element-wise on the object array
             sev[override] = out.severity[override]
+            fired_sev = sev[rows]
+            for name, weight in weights.items():
+                priority[rows[fired_sev == name]] += weight
+            critical[rows] += fired_sev == "critical"
         severity[rule_id] = sev
-        fired = out.fired
-        if fired.any():
-            weight = np.select([sev == name for name in weights], list(weights.values()), default=0)
-            priority += np.where(fired, weight, 0)
-        open_count += fired
-        critical += fired & (sev == "critical")
-        if fired.any():
-            reasons = np.where(fired, np.where(reasons == "", r.title, reasons + "; " + r.title), reasons)
         if out.next_change is not None:
-            recheck = _earliest_future(today, recheck, out.next_change)
+            next_changes.append(out.next_change)
+    recheck = _earliest_future(today, *next_changes)
+    reasons = _reasons_text(fired_bits, [ruleset.rule(rule_id).title for rule_id in RULE_ORDER])
     overdue = _days_since(today, due)
     return Evaluation(
         frame=frame,
