@@ -30,9 +30,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -791,6 +792,19 @@ def _to_db_rows(columns: dict[str, Any], names: list[str], n: int, fixed: dict[s
     return list(zip(*lists, strict=True))
 
 
+def _prepare(
+    engine: Engine, scorer: BatchScorer, ruleset: RuleSet, today: date, where_patient: str, where_lesion: str
+) -> tuple[_Batch, Any, Evaluation] | None:
+    """Read, score and evaluate one batch (no writes): what :func:`_process` then writes."""
+    with engine.connect() as conn:
+        batch = _read_batch(conn, where_patient, where_lesion)
+        conn.rollback()
+    if len(batch.ids) == 0:
+        return None
+    scored = scorer.score(batch.patients, batch.lesions)
+    return batch, scored, evaluate(_frame(batch, scored), ruleset, today)
+
+
 def _process(
     engine: Engine,
     scorer: BatchScorer,
@@ -802,15 +816,15 @@ def _process(
     where_lesion: str,
     where_other: str,
     queue_upto: int | None,
+    prepared: tuple[_Batch, Any, Evaluation] | None | Literal[False] = False,
 ) -> dict[str, int]:
-    with engine.connect() as conn:
-        batch = _read_batch(conn, where_patient, where_lesion)
-        conn.rollback()
-    n = len(batch.ids)
-    if n == 0:
+    """Write one batch in one transaction: alerts, snapshots, history; ``prepared`` if already read."""
+    if prepared is False:
+        prepared = _prepare(engine, scorer, ruleset, today, where_patient, where_lesion)
+    if prepared is None:
         return {"patients": 0}
-    scored = scorer.score(batch.patients, batch.lesions)
-    evaluation = evaluate(_frame(batch, scored), ruleset, today)
+    batch, scored, evaluation = prepared
+    n = len(batch.ids)
     with writer(engine).connect() as conn:
         with conn.begin():
             plan = _plan_alerts(conn, evaluation, ruleset, where_other, run_id, now)
@@ -1014,35 +1028,53 @@ def recompute(
                 upto = bulk.fetchall(conn, "SELECT MAX(id) FROM recompute_queue")[0][0]
                 conn.rollback()
             size = batch_size or FULL_BATCH
-            last = 0
-            while True:
+
+            def next_range(after: int) -> tuple[int, int] | None:
                 with engine.connect() as conn:
-                    ids = [
-                        r[0]
-                        for r in bulk.fetchall(
-                            conn, "SELECT id FROM patient WHERE id > ? ORDER BY id LIMIT ?", (last, size)
-                        )
-                    ]
+                    ids = bulk.fetchall(conn, "SELECT id FROM patient WHERE id > ? ORDER BY id LIMIT ?", (after, size))
                     conn.rollback()
-                if not ids:
-                    break
-                lo, hi = ids[0], ids[-1]
-                counts = _process(
+                return (ids[0][0], ids[-1][0]) if ids else None
+
+            def prepare(bounds: tuple[int, int]) -> Future:
+                lo, hi = bounds
+                return pool.submit(
+                    _prepare,
                     engine,
                     scorer,
                     ruleset,
-                    run_id,
-                    now,
                     today,
                     f"p.id BETWEEN {lo} AND {hi}",
                     f"patient_id BETWEEN {lo} AND {hi}",
-                    f"patient_id BETWEEN {lo} AND {hi}",
-                    upto,
                 )
-                _accumulate(result, counts)
-                last = hi
-                if progress:
-                    progress(result.patients, total)
+
+            # The next batch is read, scored and evaluated on a second thread while this
+            # one is written (SQLite in WAL mode reads beside the writer; numpy and the
+            # drivers release the GIL for much of it): on 2 cores the two halves overlap.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recompute-read") as pool:
+                bounds = next_range(0)
+                pending = prepare(bounds) if bounds else None
+                while bounds and pending:
+                    prepared = pending.result()
+                    following = next_range(bounds[1])
+                    pending = prepare(following) if following else None
+                    lo, hi = bounds
+                    counts = _process(
+                        engine,
+                        scorer,
+                        ruleset,
+                        run_id,
+                        now,
+                        today,
+                        f"p.id BETWEEN {lo} AND {hi}",
+                        f"patient_id BETWEEN {lo} AND {hi}",
+                        f"patient_id BETWEEN {lo} AND {hi}",
+                        upto,
+                        prepared=prepared,
+                    )
+                    _accumulate(result, counts)
+                    bounds = following
+                    if progress:
+                        progress(result.patients, total)
         else:
             if only is not None:
                 ids = sorted(set(only))

@@ -56,9 +56,11 @@ def test_full_and_incremental_give_identical_snapshots(db_url, tmp_path):
     upgrade(second)
     factories.add_patients(second, 120, seed=3)
 
-    full = recompute(first, full=True, now=NOW)
+    # Batches of 17: the full run reads the next batch while it writes this one.
+    full = recompute(first, full=True, now=NOW, batch_size=17)
     incremental = recompute(second, full=False, now=NOW)
     assert full.status == incremental.status == "success"
+    assert full.batches == 8
     assert full.patients == incremental.patients == 120
     a, b = _snapshots(first), _snapshots(second)
     assert len(a) == 120
