@@ -72,32 +72,40 @@ def _aware(value: datetime | None) -> datetime | None:
 def authenticate(engine: Engine, username: str, password: str, *, now: datetime) -> SessionRecord:
     username = (username or "").strip().lower()
     with write_session(engine) as session:
-        user = session.exec(select(AppUser).where(AppUser.username == username)).first()
-        if user is None:
-            verify_password(None, password)  # same cost as a real check
-            audit.record(session, actor=username or "(blank)", action="login", outcome="failure",
-                         detail={"reason": "unknown user"}, now=now)
-            raise LoginFailed("unknown user")
-        locked_until = _aware(user.locked_until)
-        if locked_until is not None and locked_until > now:
-            audit.record(session, actor=username, action="login", outcome="failure", detail={"reason": "locked"}, now=now)
-            raise AccountLocked(locked_until)
-        if not verify_password(user.password_hash, password) or not user.active:
-            user.failed_logins += 1
-            reason = "disabled" if not user.active else "wrong password"
-            if user.failed_logins >= MAX_FAILURES:
-                user.locked_until = now + LOCKOUT
-                user.failed_logins = 0
-                audit.record(session, actor=username, action="login.lockout", outcome="failure",
-                             detail={"until": user.locked_until.isoformat()}, now=now)
-            audit.record(session, actor=username, action="login", outcome="failure", detail={"reason": reason}, now=now)
-            raise LoginFailed(reason)
-        user.failed_logins = 0
-        user.locked_until = None
-        if needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
-        audit.record(session, actor=username, action="login", now=now)
-        return SessionRecord(user.id, user.username, user.role, user.department, user.display_name, now, now)
+        outcome = _attempt(session, username, password, now)
+    # Raised only after the transaction committed: a failure's audit event, count and lock must be kept.
+    if isinstance(outcome, LoginFailed):
+        raise outcome
+    return outcome
+
+
+def _attempt(session, username: str, password: str, now: datetime) -> SessionRecord | LoginFailed:
+    user = session.exec(select(AppUser).where(AppUser.username == username)).first()
+    if user is None:
+        verify_password(None, password)  # same cost as a real check
+        audit.record(session, actor=username or "(blank)", action="login", outcome="failure",
+                     detail={"reason": "unknown user"}, now=now)
+        return LoginFailed("unknown user")
+    locked_until = _aware(user.locked_until)
+    if locked_until is not None and locked_until > now:
+        audit.record(session, actor=username, action="login", outcome="failure", detail={"reason": "locked"}, now=now)
+        return AccountLocked(locked_until)
+    if not verify_password(user.password_hash, password) or not user.active:
+        user.failed_logins += 1
+        reason = "disabled" if not user.active else "wrong password"
+        if user.failed_logins >= MAX_FAILURES:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+            audit.record(session, actor=username, action="login.lockout", outcome="failure",
+                         detail={"until": user.locked_until.isoformat()}, now=now)
+        audit.record(session, actor=username, action="login", outcome="failure", detail={"reason": reason}, now=now)
+        return LoginFailed(reason)
+    user.failed_logins = 0
+    user.locked_until = None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    audit.record(session, actor=username, action="login", now=now)
+    return SessionRecord(user.id, user.username, user.role, user.department, user.display_name, now, now)
 
 
 def check_session(engine: Engine, record: SessionRecord, *, now: datetime,
