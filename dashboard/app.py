@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from dashboard.components.page import LANG_KEY, translator
 from dashboard.data import common
 from dashboard.i18n import LANGUAGES
+from db.schema import SchemaOutOfDate
 from surveillance.access import Role
 from surveillance.sessions import AccountLocked, LoginFailed, SessionRecord, authenticate, check_session, end_session
 
@@ -136,6 +137,9 @@ def run() -> None:
         _run()
     except OperationalError as err:
         _database_error(err)
+    except SchemaOutOfDate as err:  # a clear instruction, not Streamlit's generic "This app has encountered an error"
+        log.error("database schema out of date", exc_info=err)
+        st.error(translator().t("app.schema_out_of_date"))
 
 
 def _run() -> None:

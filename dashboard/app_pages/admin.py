@@ -1,7 +1,9 @@
 """Users and audit (admin): manage accounts, read and verify the audit trail. No clinical data."""
 
+import json
 from datetime import datetime, time, timedelta, timezone
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.components.page import page_guard
@@ -16,9 +18,38 @@ identity, tr = page_guard(Action.MANAGE_USERS)
 st.title(tr.t("admin.title"))
 users_tab, audit_tab = st.tabs([tr.t("admin.users"), tr.t("admin.audit")])
 
+def _when(value) -> str:
+    if value is None or value == "" or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    return tr.datetime(value)
+
+
+def _detail(value) -> str:
+    """An audit event's detail (JSON) as "key: value; …"; "—" when there is none."""
+    try:
+        detail = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
+    if not detail:
+        return "—"
+    if not isinstance(detail, dict):
+        return str(detail)
+    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in detail.items())
+
+
 with users_tab:
     users = data.users(identity)
-    st.dataframe(users, hide_index=True, width="stretch")
+    if not users.empty:
+        st.dataframe(pd.DataFrame({
+            tr.t("admin.username"): users["username"],
+            tr.t("admin.display_name"): users["display_name"].fillna("—"),
+            tr.t("admin.role"): users["role"].map(lambda r: tr.t(f"role.{r}")),
+            tr.t("admin.department"): users["department"].fillna("—"),
+            tr.t("admin.active"): users["active"].map(lambda v: tr.t(f"admin.active_{str(bool(v)).lower()}")),
+            tr.t("admin.col_failed_logins"): users["failed_logins"],
+            tr.t("admin.col_locked_until"): users["locked_until"].map(_when),
+            tr.t("admin.col_created"): users["created_at"].map(_when),
+        }), hide_index=True, width="stretch")
     with st.form("add_user"):
         st.subheader(tr.t("admin.add_user"))
         cols = st.columns(4)
@@ -69,7 +100,17 @@ with audit_tab:
         actor=actor.strip() or None, action=action.strip() or None, patient_id=int(patient) or None,
     )
     st.caption(tr.t("admin.events", n=tr.number(len(events))))
-    st.dataframe(events, hide_index=True, width="stretch")
+    if not events.empty:
+        st.dataframe(pd.DataFrame({
+            tr.t("admin.col_event"): events["id"],
+            tr.t("admin.col_when"): events["occurred_at"].map(_when),
+            tr.t("admin.actor"): events["actor"],
+            tr.t("admin.col_action"): events["action"],
+            tr.t("admin.col_outcome"): events["outcome"],
+            tr.t("admin.col_patient"): events["patient_id"].map(lambda v: "—" if pd.isna(v) else str(int(v))),
+            tr.t("admin.col_target"): events["target"].fillna("—"),
+            tr.t("admin.col_detail"): events["detail"].map(_detail),
+        }), hide_index=True, width="stretch")
     if not events.empty and st.download_button(tr.t("app.export_csv"),
                                                to_csv(list(events.columns), events.itertuples(index=False)),
                                                file_name="audit.csv", mime="text/csv"):

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard.charts import alert_age_chart
 from dashboard.components.alerts import alert_actions
-from dashboard.components.page import page_guard
+from dashboard.components.page import page_guard, rule_title
 from dashboard.data import caseload as data
 from dashboard.data.common import now
 from surveillance.access import Action
@@ -32,7 +32,7 @@ st.plotly_chart(alert_age_chart(frame, labels={
 shown = pd.DataFrame({
     tr.t("alerts.col_mrn"): frame["mrn"],
     tr.t("alerts.col_name"): frame["name"],
-    tr.t("alerts.col_title"): frame["title"],
+    tr.t("alerts.col_title"): [rule_title(tr, r, t) for r, t in zip(frame["rule_id"], frame["title"], strict=True)],
     tr.t("alerts.col_severity"): frame["severity"].map(lambda v: tr.t(f"severity.{v}")),
     tr.t("alerts.col_status"): frame["status"].map(lambda v: tr.t(f"alerts.status_{v}")),
     tr.t("alerts.age_days"): frame["age_days"],
@@ -45,6 +45,12 @@ event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun",
 st.download_button(tr.t("app.export_csv"), to_csv(list(shown.columns), shown.itertuples(index=False)),
                    file_name="alerts.csv", mime="text/csv", key="alerts_csv")
 if event and event.selection.rows:
-    patient_id = int(frame.iloc[event.selection.rows[0]]["patient_id"])
+    selected = frame.iloc[event.selection.rows[0]]
+    patient_id = int(selected["patient_id"])
     st.divider()
+    header = st.columns([4, 1])
+    header[0].subheader(f"{selected['name']} · {selected['mrn']}")
+    if header[1].button(tr.t("caseload.open_patient"), key="alerts_open_patient"):
+        st.session_state["patient_id"] = patient_id
+        st.switch_page("dashboard/app_pages/patient.py")
     alert_actions(identity, patient_id, key="alerts")

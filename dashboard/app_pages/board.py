@@ -52,22 +52,29 @@ with st.container(key="board_queue"):
         st.caption(tr.t("board.capped", limit=tr.number(data.QUEUE_LIMIT)))
     else:
         st.caption(tr.t("board.count", count=tr.number(len(queue))))
+    # The scores a board weighs first; when and the alert's status last (they scroll into view if the screen is narrow).
     shown = pd.DataFrame({
         tr.t("board.col_mrn"): queue["mrn"],
         tr.t("board.col_name"): queue["name"],
         tr.t("board.col_priority"): queue["priority"],
         tr.t("board.col_why"): queue["reasons"],
+        tr.t("board.col_sins_worst"): queue["sins_worst"].map(  # "8, 9 or 11": numbers, "or" in the user's language
+            lambda v: v.replace(" or ", f" {tr.t('board.or')} ") if v else "—"),
+        tr.t("board.col_bilsky_worst"): queue["bilsky_worst"].map(lambda v: str(v) if v else "—"),
+        tr.t("board.col_katagiri"): queue["katagiri_band"].map(
+            lambda v: data.label_or(tr, f"caseload.katagiri_{v}", v) if v else "—"),
+        tr.t("board.col_tes"): queue["tes_screen"].map(lambda v: data.label_or(tr, f"board.tes_{v}", v) if v else "—"),
+        tr.t("board.col_tier"): queue["tier"].map(lambda v: tr.t(f"tier.{v}") if v else "—"),
         tr.t("board.col_since"): queue["since"].map(tr.date),
         tr.t("board.col_alert_status"): queue["alert_status"].map(lambda v: tr.t(f"alerts.status_{v}")),
-        tr.t("board.col_tier"): queue["tier"].map(lambda v: tr.t(f"tier.{v}") if v else "—"),
-        tr.t("board.col_sins_worst"): queue["sins_worst"],
-        tr.t("board.col_bilsky_worst"): queue["bilsky_worst"].fillna("—"),
-        tr.t("board.col_katagiri"): queue["katagiri_band"].fillna("—"),
-        tr.t("board.col_tes"): queue["tes_screen"].map(lambda v: data.label_or(tr, f"board.tes_{v}", v) if v else "—"),
     })
+    widths = {"board.col_mrn": 85, "board.col_name": 120, "board.col_priority": 65, "board.col_why": 245,
+              "board.col_sins_worst": 95, "board.col_bilsky_worst": 90, "board.col_katagiri": 110,
+              "board.col_tes": 95, "board.col_tier": 70, "board.col_since": 115, "board.col_alert_status": 90}
     st.caption(tr.t("board.select_hint"))
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                         key=TABLE_KEY)
+                         key=TABLE_KEY,
+                         column_config={tr.t(k): st.column_config.Column(width=w) for k, w in widths.items()})
     st.divider()
 
 ids = [int(v) for v in queue["patient_id"]]
@@ -140,7 +147,8 @@ with st.container(key="board_card"):
     st.subheader(tr.t("board.contra"))
     st.info(tr.t("board.contra_note"))
     _table([{"item": tr.t(f"board.contra_{i['item']}"), "record": tr.t(f"board.contra_{i['item']}_values", **i["values"]),
-             "concern": tr.t(f"board.concern_{i['status']}")} for i in data.surgery_screen(card)],
+             "concern": tr.t(f"board.concern_{i['status']}")}
+            for i in data.surgery_screen(card, joiner=tr.t("board.or"))],
            {"item": "board.col_item", "record": "board.col_record", "concern": "board.col_concern"}, tr.t("app.no_rows"))
 
     st.subheader(tr.t("board.alerts"))

@@ -161,13 +161,14 @@ case["extraspinal_pathological_fracture"] = flag(cols[3], "extraspinal_pathologi
 
 # --- Laboratory ---------------------------------------------------------------------------------
 st.subheader(tr.t("calculator.section_labs"))
-cols = st.columns(6)
+cols = st.columns(3)  # three a row: six in one row cut a platelet count of 250000 to "25000"
 case["albumin_g_dl"] = number(cols[0], "albumin_g_dl", step=0.1, fmt="%.2f")
 case["crp_mg_dl"] = number(cols[1], "crp_mg_dl", step=0.1, fmt="%.2f")
 case["ldh_u_l"] = number(cols[2], "ldh_u_l", step=1.0, fmt="%.0f")
-case["platelets_per_ul"] = number(cols[3], "platelets_per_ul", step=1000.0, fmt="%.0f")
-case["calcium_mg_dl"] = number(cols[4], "calcium_mg_dl", step=0.1, fmt="%.2f")
-case["total_bilirubin_mg_dl"] = number(cols[5], "total_bilirubin_mg_dl", step=0.1, fmt="%.2f")
+cols = st.columns(3)
+case["platelets_per_ul"] = number(cols[0], "platelets_per_ul", step=1000.0, fmt="%.0f")
+case["calcium_mg_dl"] = number(cols[1], "calcium_mg_dl", step=0.1, fmt="%.2f")
+case["total_bilirubin_mg_dl"] = number(cols[2], "total_bilirubin_mg_dl", step=0.1, fmt="%.2f")
 st.caption(tr.t("calculator.labs_hint"))
 
 # --- Spinal lesions -----------------------------------------------------------------------------
@@ -238,8 +239,8 @@ except CaseError as err:
 
 if result is not None:
     score_panel(result, tr)
-    st.subheader(tr.t("calculator.json"))
-    st.json(result, expanded=False)
+    with st.expander(tr.t("calculator.json")):  # for the command line and integrations, not for reading
+        st.json(result, expanded=True)
     cols = st.columns(2)
     cols[0].download_button(tr.t("calculator.download_result"),
                             json.dumps(result, ensure_ascii=False, indent=2, default=str).encode("utf-8"),

@@ -3,11 +3,13 @@
 import streamlit as st
 
 from dashboard.components.alerts import alert_actions
-from dashboard.components.page import page_guard
+from dashboard.components.page import page_guard, reasons_text, rule_title, site_label
+from dashboard.components.score_panel import or_list
 from dashboard.data import caseload as data
 from dashboard.data.common import today
 from surveillance.access import Action, Role
 from surveillance.exports import to_csv
+from surveillance.rules.engine import totals_of
 from surveillance.scoring.vocab import PrimarySite
 
 identity, tr = page_guard(Action.VIEW_CASELOAD)
@@ -19,9 +21,10 @@ filters = st.columns(4)
 tier = filters[0].selectbox(tr.t("caseload.tier"), [None, "high", "intermediate", "low", "screening"],
                             format_func=lambda v: tr.t("caseload.any") if v is None else tr.t(f"tier.{v}"), key="f_tier")
 rule_id = filters[1].selectbox(tr.t("caseload.alert_type"), [None, *titles],
-                               format_func=lambda v: tr.t("caseload.any") if v is None else titles[v], key="f_rule")
+                               format_func=lambda v: tr.t("caseload.any") if v is None else rule_title(tr, v, titles[v]),
+                               key="f_rule")
 site = filters[2].selectbox(tr.t("caseload.primary_site"), [None, *[s.value for s in PrimarySite]],
-                            format_func=lambda v: tr.t("caseload.any") if v is None else v, key="f_site")
+                            format_func=lambda v: tr.t("caseload.any") if v is None else site_label(tr, v), key="f_site")
 nurse_id = None
 if identity.role == Role.PHYSICIAN:
     nurses = {n["id"]: n["display_name"] for n in data.nurses(identity.department)}
@@ -42,14 +45,24 @@ def worklist() -> None:
         st.info(tr.t("caseload.empty"))
         st.session_state.pop("caseload_patient", None)
         return
-    shown = frame[["mrn", "name", "priority", "alert_reasons", "tier", "next_imaging_due", "next_bma_due",
-                   "sins_worst", "bilsky_worst", "katagiri_band"]].copy()
-    shown["tier"] = shown["tier"].map(lambda v: tr.t(f"tier.{v}"))
+    # Who, why and what is due first (the reasons cut to the first ones: the selected patient's alerts are
+    # listed in full under the table), then the scores; the priority is the order of the rows.
+    shown = frame[["mrn", "name", "alert_reasons", "next_imaging_due", "next_bma_due", "tier", "sins_worst_mask",
+                   "bilsky_worst", "katagiri_band", "priority"]].copy()
+    shown["tier"] = shown["tier"].map(lambda v: tr.t(f"tier.{v}") if v else "—")
     shown["next_imaging_due"] = shown["next_imaging_due"].map(tr.date)
     shown["next_bma_due"] = shown["next_bma_due"].map(tr.date)
+    shown["sins_worst_mask"] = shown["sins_worst_mask"].map(lambda m: or_list(totals_of(int(m or 0)), tr) or "—")
+    shown["bilsky_worst"] = shown["bilsky_worst"].map(lambda v: str(v) if v else "—")
+    shown["katagiri_band"] = shown["katagiri_band"].map(lambda v: tr.t(f"caseload.katagiri_{v}") if v else "—")
+    shown["alert_reasons"] = shown["alert_reasons"].map(lambda v: reasons_text(tr, v))
+    shown = shown.rename(columns={"sins_worst_mask": "sins_worst"})
+    widths = {"mrn": 85, "name": 120, "alert_reasons": 255, "next_imaging_due": 115, "next_bma_due": 115, "tier": 75,
+              "sins_worst": 90, "bilsky_worst": 90, "katagiri_band": 110, "priority": 65}
+    config = {tr.t(f"caseload.col_{c}"): st.column_config.Column(width=w) for c, w in widths.items()}
     shown.columns = [tr.t(f"caseload.col_{c}") for c in shown.columns]
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                         key="caseload_table")
+                         key="caseload_table", column_config=config)
     st.download_button(tr.t("app.export_csv"), to_csv(list(shown.columns), shown.itertuples(index=False)),
                        file_name="caseload.csv", mime="text/csv", key="caseload_csv")
     selected = event.selection.rows if event else []

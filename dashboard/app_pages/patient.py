@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard.charts import patient_timeline_chart
 from dashboard.components.alerts import alert_actions
-from dashboard.components.page import page_guard
+from dashboard.components.page import page_guard, rule_title
 from dashboard.components.score_panel import locomo_panel, noms_text, score_panel, totals_text, value_text
 from dashboard.data import patient as data
 from dashboard.data.common import after_write, engine, now, today
@@ -198,7 +198,8 @@ BADGES = {"critical": ":red[●]", "high": ":orange[●]", "routine": ":blue[●
 def alert_line(alert: dict) -> str:
     severity = label(f"severity.{alert['severity']}", alert["severity"])
     status = label(f"alerts.status_{alert['status']}", alert["status"])
-    return (f"{BADGES.get(alert['severity'], '●')} **{alert['title']}** — {severity} · {status} · "
+    title = rule_title(tr, alert.get("rule_id"), alert["title"])
+    return (f"{BADGES.get(alert['severity'], '●')} **{title}** — {severity} · {status} · "
             f"{tr.date(alert['opened_at'])}")
 
 
@@ -239,22 +240,28 @@ def overview() -> None:
         rows = []
         for lesion, s, n in zip(lesions, sins, noms, strict=False):
             category = s.get("category")
+            flags = [(n.get("flag_meanings") or {}).get(f, f) for f in n.get("flags") or []]
+            # The lesion's scores first, then the SINS components they come from: at a laptop's width
+            # the scores are what must show without scrolling sideways.
             rows.append({
                 tr.t("patient.col_level"): lesion_name(lesion),
-                tr.t("forms.field.pain"): vocab("pain", lesion["pain"]),
-                tr.t("forms.field.lesion_type"): vocab("lesion_type", lesion["lesion_type"]),
-                tr.t("forms.field.alignment"): vocab("alignment", lesion["alignment"]),
-                tr.t("forms.field.collapse"): vocab("collapse", lesion["collapse"]),
-                tr.t("forms.field.posterolateral"): vocab("posterolateral", lesion["posterolateral"]),
                 tr.t("patient.col_sins"): totals_text(s.get("possible_totals") or [], tr),
                 tr.t("patient.col_sins_category"): tr.t(f"scores.sins_{category}") if category
                 else tr.t("patient.undetermined"),
                 tr.t("forms.field.bilsky_escc"): vocab("bilsky", lesion["bilsky_escc"]),
                 tr.t("patient.col_noms"): noms_text(n, tr) if n else tr.t("app.unknown"),
-                tr.t("patient.col_flags"): "; ".join(n.get("flags") or []) or "—",
+                tr.t("patient.col_flags"): "; ".join(flags) or "—",
+                tr.t("forms.field.pain"): vocab("pain", lesion["pain"]),
+                tr.t("forms.field.lesion_type"): vocab("lesion_type", lesion["lesion_type"]),
+                tr.t("forms.field.alignment"): vocab("alignment", lesion["alignment"]),
+                tr.t("forms.field.collapse"): vocab("collapse", lesion["collapse"]),
+                tr.t("forms.field.posterolateral"): vocab("posterolateral", lesion["posterolateral"]),
                 tr.t("patient.col_assessed"): tr.date(lesion["assessed_on"]),
             })
-        st.dataframe(rows, hide_index=True, width="stretch", key="patient_lesions")
+        widths = {tr.t("patient.col_level"): 90, tr.t("patient.col_sins"): 130, tr.t("patient.col_sins_category"): 130,
+                  tr.t("forms.field.bilsky_escc"): 190, tr.t("patient.col_noms"): 140, tr.t("patient.col_flags"): 200}
+        st.dataframe(rows, hide_index=True, width="stretch", key="patient_lesions",
+                     column_config={k: st.column_config.Column(width=w) for k, w in widths.items()})
 
     st.subheader(tr.t("timeline.title"))
     events = data.timeline(identity, pid)
@@ -269,6 +276,8 @@ def overview() -> None:
         "alert": tr.t("timeline.alert"), "legend": tr.t("timeline.legend"),
         "severity": {s: tr.t(f"severity.{s}") for s in severities},
     })
+    if tr.lang == "ja":  # month ticks as 2026年1月, not "Jan 2026"
+        figure.update_xaxes(tickformat="%Y年%-m月")
     st.plotly_chart(figure, width="stretch", key="patient_timeline")
     st.caption(tr.t("timeline.caption", n=data.TIMELINE_LIMIT))
 

@@ -42,6 +42,7 @@ instruments_tab, histology_tab, rules_tab = st.tabs(
     [tr.t("reference.tab_instruments"), tr.t("reference.tab_histology"), tr.t("reference.tab_rules")])
 
 with instruments_tab:
+    st.caption(tr.t("reference.evidence_tags"))
     shown = 0
     for instrument in REGISTRY:
         tables = instrument.reference_tables()

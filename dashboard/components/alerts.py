@@ -6,8 +6,9 @@ from datetime import datetime, time, timedelta, timezone
 
 import streamlit as st
 
-from dashboard.components.page import translator
+from dashboard.components.page import rule_title, translator
 from dashboard.data import caseload as data
+from dashboard.data.board import md_escape
 from dashboard.data.common import after_write, engine, now, today
 from surveillance import service
 from surveillance.access import Identity, PermissionDenied
@@ -30,6 +31,27 @@ def _do(action, *args, **kwargs) -> bool:
     return True
 
 
+def _evidence_value(value, tr) -> str:
+    if value is None or value == "":
+        return tr.t("app.unknown")
+    if isinstance(value, bool):
+        return tr.t("scores.yes") if value else tr.t("scores.no")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_evidence_value(v, tr) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ')}: {_evidence_value(v, tr)}" for k, v in value.items())
+    return str(value)
+
+
+def evidence_markdown(evidence, tr) -> str:
+    """What fired the alert, one "**finding**: value" line each (not a JSON blob)."""
+    if not isinstance(evidence, dict) or not evidence:
+        return tr.t("alerts.no_evidence")
+    lines = [f"- **{md_escape(key.replace('_', ' '))}**: {md_escape(_evidence_value(value, tr))}"
+             for key, value in evidence.items()]
+    return f"{tr.t('alerts.evidence')}:\n\n" + "\n".join(lines)
+
+
 def alert_actions(identity: Identity, patient_id: int, *, key: str) -> None:
     """The patient's active alerts with their evidence; the action forms are drawn for one chosen alert only."""
     tr = translator()
@@ -39,13 +61,15 @@ def alert_actions(identity: Identity, patient_id: int, *, key: str) -> None:
         return
     badges = {"critical": ":red[●]", "high": ":orange[●]", "routine": ":blue[●]", "info": ":gray[●]"}
     for row in alerts.itertuples():
-        label = f"{badges[row.severity]} **{row.title}** — {tr.t(f'severity.{row.severity}')} · {tr.t(f'alerts.status_{row.status}')}"
+        title = rule_title(tr, row.rule_id, row.title)
+        label = f"{badges[row.severity]} **{title}** — {tr.t(f'severity.{row.severity}')} · {tr.t(f'alerts.status_{row.status}')}"
         with st.expander(label, expanded=False):
             st.caption(tr.t("alerts.opened", when=tr.datetime(row.opened_at), rule=row.rule_id, version=row.rule_version))
-            st.json(row.evidence, expanded=True)
+            st.markdown(evidence_markdown(row.evidence, tr))
             st.caption(tr.t("alerts.source", source=row.source))
     by_id = {int(row.id): row for row in alerts.itertuples()}
-    chosen = st.selectbox(tr.t("alerts.act_on"), list(by_id), format_func=lambda i: by_id[i].title, key=f"{key}-act-on")
+    chosen = st.selectbox(tr.t("alerts.act_on"), list(by_id), format_func=lambda i: rule_title(tr, by_id[i].rule_id, by_id[i].title),
+                          key=f"{key}-act-on")
     row = by_id[chosen]
     prefix = f"{key}-{row.id}"
     cols = st.columns(5)

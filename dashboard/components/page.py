@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import streamlit as st
 
 from dashboard.data import common
 from dashboard.i18n import Translator
 from surveillance.access import Action, Identity, allowed
+from surveillance.rules import load_rules
 from surveillance.service import audit_view
 
 LANG_KEY = "lang"
@@ -32,3 +35,34 @@ def page_guard(action: Action) -> tuple[Identity, Translator]:
         st.error(tr.t("app.denied"))
         st.stop()
     return identity, tr
+
+
+def site_label(tr: Translator, code: str | None) -> str:
+    """A primary-site code ("lung_nsclc") as its name in the user's language ("Non-small-cell lung cancer")."""
+    if not code:
+        return tr.t("app.unknown")
+    try:
+        return tr.t(f"forms.site.{code}")
+    except KeyError:
+        return str(code).replace("_", " ")
+
+
+def rule_title(tr: Translator, rule_id: str | None, fallback: str) -> str:
+    """An alert's title in the user's language (``locales/*/rules.toml``); the stored title for a rule not listed."""
+    if not rule_id:
+        return fallback
+    try:
+        return tr.t(f"rules.{rule_id}")
+    except KeyError:
+        return fallback
+
+
+@lru_cache(maxsize=1)
+def _rule_ids_by_title() -> dict[str, str]:
+    return {rule.title: rule.id for rule in load_rules().rules}
+
+
+def reasons_text(tr: Translator, reasons: str | None) -> str:
+    """A caseload's "title; title; …" of open alerts, each title in the user's language."""
+    ids = _rule_ids_by_title()
+    return "; ".join(rule_title(tr, ids.get(part), part) for part in (reasons or "").split("; ") if part) or "—"

@@ -92,6 +92,22 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).astype(str) if rows else pd.DataFrame()
 
 
+#: A row tall enough for three lines: Streamlit wraps cell text only above 4rem (64 px).
+WRAPPED_ROW_HEIGHT = 66
+
+
+def _table(rows: list[dict[str, Any]], widths: dict[str, int | str] | None = None) -> None:
+    """A score table; when a cell is too long for one line its rows grow to three wrapped lines, not a cut."""
+    frame = _frame(rows)
+    longest = max((len(str(v)) for row in rows for v in row.values()), default=0)
+    config = {name: st.column_config.Column(width=width) for name, width in (widths or {}).items()}
+    if longest > 60:  # the automatic height assumes one-line rows: give the taller rows their room
+        st.dataframe(frame, hide_index=True, width="stretch", column_config=config or None,
+                     row_height=WRAPPED_ROW_HEIGHT, height=40 + WRAPPED_ROW_HEIGHT * len(frame))
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch", column_config=config or None)
+
+
 def _cell(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
@@ -149,7 +165,9 @@ def _systems(result: dict[str, Any], tr: Translator) -> None:
             tr.t("scores.col_meaning"): meaning,
             tr.t("scores.col_missing"): "; ".join(map(str, body.get("missing") or [])) or "—",
         })
-    st.dataframe(_frame(rows), hide_index=True, width="stretch")
+    _table(rows, {tr.t("scores.col_instrument"): 130, tr.t("scores.col_possible"): 140,
+                  tr.t("scores.col_band"): 140, tr.t("scores.col_meaning"): "large",
+                  tr.t("scores.col_missing"): "medium"})
     for system in SYSTEMS:
         body = result.get(system) or {}
         title = f"{tr.t(f'scores.name_{system}')} — {totals_text(body.get('possible_totals') or [], tr)}"
@@ -184,7 +202,7 @@ def _sins(result: dict[str, Any], tr: Translator) -> None:
             tr.t("scores.col_sins10"): tr.t(f"scores.sins10_{lesion.get('sins_ge_10', 'no')}"),
             tr.t("scores.col_missing"): "; ".join(map(str, lesion.get("missing") or [])) or "—",
         })
-    st.dataframe(_frame(rows), hide_index=True, width="stretch")
+    _table(rows)
     for lesion in lesions:
         level = "–".join(lesion.get("level_span") or [lesion["level"]])
         with st.expander(f"SINS {level} — {totals_text(lesion.get('possible_totals') or [], tr)}"):
@@ -226,7 +244,9 @@ def _noms(result: dict[str, Any], tr: Translator) -> None:
             tr.t("scores.col_missing"): "; ".join(map(str, (lesion.get("missing") or []) + (lesion.get("notes") or [])))
             or "—",
         })
-    st.dataframe(_frame(rows), hide_index=True, width="stretch")
+    _table(rows, {tr.t("scores.col_level"): 70, tr.t("scores.col_bilsky"): 140,
+                  tr.t("scores.col_recommendation"): 170, tr.t("scores.col_flags"): "large",
+                  tr.t("scores.col_missing"): "medium"})
     with st.expander(tr.t("scores.noms_details")):
         for lesion in lesions:
             st.markdown(f"**{lesion['level']}** — {lesion.get('explanation', '')}")
@@ -255,7 +275,7 @@ def _lmnop(result: dict[str, Any], tr: Translator) -> None:
     rows = []
     for domain in LMNOP_DOMAINS:
         part = body.get(domain) or {}
-        facts = "; ".join(f"{_label(f'scores.lmnop_fact.{k}', k, tr)}: {value_text(v, tr)}"
+        facts = "; ".join(f"{_label(f'scores.lmnop_fact.{k}', k, tr)}: {_lmnop_value(k, v, tr)}"
                           for k, v in part.items() if k != "rule")
         rows.append({
             tr.t("scores.col_domain"): tr.t(f"scores.lmnop_{domain}"),
@@ -265,6 +285,18 @@ def _lmnop(result: dict[str, Any], tr: Translator) -> None:
     st.markdown(markdown_table(rows))
     st.caption(tr.t("scores.not_a_score"))
     _provenance(body, tr)
+
+
+def _lmnop_value(key: str, value: Any, tr: Translator) -> str:
+    """An LMNOP finding in words: category and radiosensitivity codes translated, blocks as "T6–T7, L4"."""
+    if key == "worst_sins_category" and isinstance(value, list) and value:
+        return ", ".join(_label(f"scores.sins_{c}", c, tr) for c in value)
+    if key == "radiosensitivity" and isinstance(value, list) and value:
+        return ", ".join(_label(f"scores.radio_{c}", c, tr) for c in value)
+    if key == "contiguous_blocks" and isinstance(value, list) and value:
+        return ", ".join("–".join([block[0], block[-1]]) if len(block) > 1 else str(block[0])
+                         for block in value if block)
+    return value_text(value, tr)
 
 
 def _tes(result: dict[str, Any], tr: Translator) -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import text
 
+from dashboard.components.page import rule_title
 from dashboard.data.common import CACHE_SECONDS, data_version, engine, scope_key, scope_sql
 from dashboard.i18n import Translator
 from surveillance.access import Action, Identity, require
@@ -102,6 +103,13 @@ def label_or(tr: Translator, key: str, fallback: Any) -> str:
         return tr.t(key)
     except KeyError:
         return str(fallback).replace("_", " ")
+
+
+def vocab_label(tr: Translator, group: str, code: Any, missing: str | None = None) -> str:
+    """A stored code ("none_gt50_involved", "lung_nsclc") in words, as the patient page's forms name it."""
+    if code is None or code == "":
+        return tr.t("app.unknown") if missing is None else missing
+    return label_or(tr, f"forms.{group}.{code}", code)
 
 
 def _evidence(raw: Any) -> dict[str, Any]:
@@ -264,15 +272,15 @@ def case_card(identity: Identity, patient_id: int) -> dict[str, Any] | None:
 # Pure helpers: screens and rows for display and print
 # ---------------------------------------------------------------------------
 
-def surgery_screen(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scoring core's surgery-contraindication screen, with its values formatted for display."""
+def surgery_screen(card: dict[str, Any], *, joiner: str = "or") -> list[dict[str, Any]]:
+    """The scoring core's surgery-contraindication screen, with its values formatted for display (``joiner``: "or")."""
     screen = ((card.get("result") or {}).get("surgery_contraindication_screen") or {}).get("items") or []
 
     def shown(value: Any) -> Any:
         if value is None:
             return "—"
         if isinstance(value, list):
-            return totals_text(value) or "—"
+            return totals_text(value, joiner=joiner) or "—"
         if isinstance(value, float):
             return f"{value:,.0f}"
         return value
@@ -331,14 +339,15 @@ def lesion_rows(card: dict[str, Any], tr: Translator) -> list[dict[str, str]]:
         level = lesion["level"] + (f"–{lesion['level_span_end']}" if lesion.get("level_span_end") else "")
         rows.append({
             "level": level,
-            "pain": lesion.get("pain") or "—",
-            "lesion_type": lesion.get("lesion_type") or "—",
-            "alignment": lesion.get("alignment") or "—",
-            "collapse": lesion.get("collapse") or "—",
-            "posterolateral": lesion.get("posterolateral") or "—",
-            "bilsky": lesion.get("bilsky_escc") or "—",
+            "pain": vocab_label(tr, "pain", lesion.get("pain")),
+            "lesion_type": vocab_label(tr, "lesion_type", lesion.get("lesion_type")),
+            "alignment": vocab_label(tr, "alignment", lesion.get("alignment")),
+            "collapse": vocab_label(tr, "collapse", lesion.get("collapse")),
+            "posterolateral": vocab_label(tr, "posterolateral", lesion.get("posterolateral")),
+            "bilsky": lesion.get("bilsky_escc") or tr.t("app.unknown"),
             "sins": totals_text(score.get("possible_totals"), joiner=tr.t("board.or")) or "—",
-            "category": score.get("category") or "—",
+            "category": label_or(tr, f"scores.sins_{score['category']}", score["category"]) if score.get("category")
+            else "—",
             "first_seen": tr.date(lesion.get("first_seen_on")),
             "assessed": tr.date(lesion.get("assessed_on")),
         })
@@ -347,8 +356,8 @@ def lesion_rows(card: dict[str, Any], tr: Translator) -> list[dict[str, str]]:
 
 def imaging_rows(card: dict[str, Any], tr: Translator) -> list[dict[str, str]]:
     return [
-        {"date": tr.date(r.get("performed_on")), "modality": r.get("modality") or "—",
-         "region": r.get("region") or "—", "findings": r.get("findings") or ""}
+        {"date": tr.date(r.get("performed_on")), "modality": vocab_label(tr, "modality", r.get("modality"), "—"),
+         "region": vocab_label(tr, "region", r.get("region"), "—"), "findings": r.get("findings") or ""}
         for r in card.get("imaging") or []
     ]
 
@@ -364,7 +373,7 @@ def bma_summary(card: dict[str, Any], tr: Translator) -> dict[str, str]:
         regimen = "—"
     dose = state.get("bma_last_dose_mg")
     return {
-        "agent": agent or tr.t("board.bma_none"),
+        "agent": vocab_label(tr, "agent", agent) if agent else tr.t("board.bma_none"),
         "last_dose": tr.date(state.get("bma_last_on")) + ("" if dose is None else f" ({float(dose):g} mg)"),
         "next_due": tr.date(snapshot.get("next_bma_due")),
         "regimen": regimen,
@@ -389,9 +398,9 @@ def demographics(card: dict[str, Any], tr: Translator, today: date) -> list[tupl
     return [
         (tr.t("board.birth_date"), tr.date(patient.get("birth_date"))),
         (tr.t("board.age"), "—" if age is None else str(age)),
-        (tr.t("board.sex"), patient.get("sex") or "—"),
+        (tr.t("board.sex"), vocab_label(tr, "sex", patient.get("sex"), "—")),
         (tr.t("board.department"), patient.get("department") or "—"),
-        (tr.t("board.primary"), patient.get("primary_site") or "—"),
+        (tr.t("board.primary"), vocab_label(tr, "site", patient.get("primary_site"), "—")),
         (tr.t("board.histology"), patient.get("primary_histology") or "—"),
         (tr.t("board.flags"), flags),
         (tr.t("board.registered"), tr.date(patient.get("registered_on"))),
@@ -402,7 +411,7 @@ def demographics(card: dict[str, Any], tr: Translator, today: date) -> list[tupl
 
 def alert_rows(card: dict[str, Any], tr: Translator) -> list[dict[str, str]]:
     return [
-        {"title": a["title"], "severity": tr.t(f"severity.{a['severity']}"),
+        {"title": rule_title(tr, a.get("rule_id"), a["title"]), "severity": tr.t(f"severity.{a['severity']}"),
          "status": tr.t(f"alerts.status_{a['status']}"), "opened": tr.datetime(a["opened_at"]),
          "rule": f"{a['rule_id']} v{a['rule_version']}", "evidence": evidence_text(a["evidence"])}
         for a in card.get("alerts") or []
@@ -411,7 +420,7 @@ def alert_rows(card: dict[str, Any], tr: Translator) -> list[dict[str, str]]:
 
 def active_conditions(card: dict[str, Any], tr: Translator) -> list[dict[str, str]]:
     return [
-        {"condition": r["condition"], "onset": tr.date(r.get("onset_on")), "plan": r.get("management_plan") or "—",
+        {"condition": vocab_label(tr, "locomo", r["condition"]), "onset": tr.date(r.get("onset_on")), "plan": r.get("management_plan") or "—",
          "review": tr.date(r.get("orthopaedic_review_on"))}
         for r in card.get("locomo") or [] if r.get("resolved_on") is None
     ]
@@ -537,7 +546,8 @@ def case_card_html(card: dict[str, Any], tr: Translator, *, printed_at: datetime
     parts.append(f"<h2>{_e(t('board.contra'))}</h2><p class='muted'>{_e(t('board.contra_note'))}</p>")
     parts.append(_table([t("board.col_item"), t("board.col_record"), t("board.col_concern")],
                         [[t(f"board.contra_{i['item']}"), t(f"board.contra_{i['item']}_values", **i["values"]),
-                          t(f"board.concern_{i['status']}")] for i in surgery_screen(card)], t("app.no_rows")))
+                          t(f"board.concern_{i['status']}")] for i in surgery_screen(card, joiner=t("board.or"))],
+                        t("app.no_rows")))
     parts.append(f"<h2>{_e(t('board.alerts'))}</h2>")
     alert_keys = ["title", "severity", "status", "opened", "rule", "evidence"]
     parts.append(_table([t(f"board.col_{'alert' if k == 'title' else k}") for k in alert_keys],

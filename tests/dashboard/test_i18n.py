@@ -33,3 +33,18 @@ def test_locale_formats():
     assert Translator("en").date(date(2026, 11, 7)) == "7 Nov 2026"
     assert Translator("en").number(1234567) == "1,234,567"
     assert Translator("ja").t("nav.caseload") != Translator("en").t("nav.caseload")
+
+
+def test_alert_titles_in_english_are_the_rule_files_own_and_translate_in_japanese():
+    from dashboard.components.page import reasons_text, rule_title
+    from surveillance.rules import load_rules
+
+    en = catalogue("en")
+    for rule in load_rules().rules:  # a rule not listed keeps its stored (English) title
+        if f"rules.{rule.id}" in en:
+            assert en[f"rules.{rule.id}"] == rule.title, f"{rule.id}: update dashboard/locales/*/rules.toml"
+    ja = Translator("ja")
+    assert rule_title(ja, "imaging-overdue", "Spine imaging overdue") == "脊椎画像検査の期限切れ"
+    assert rule_title(ja, "no-such-rule", "Stored title") == "Stored title"
+    assert reasons_text(ja, "Spine imaging overdue; Something else") == "脊椎画像検査の期限切れ; Something else"
+    assert reasons_text(Translator("en"), "") == "—"
