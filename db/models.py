@@ -500,6 +500,8 @@ class Alert(SQLModel, table=True):
         sa.Index("ix_alert_status_severity", "status", "severity", "opened_at"),
         sa.Index("ix_alert_patient_rule_key", "patient_id", "rule_id", "evidence_key"),
         sa.Index("ix_alert_assignee_status", "assigned_to_id", "status"),
+        # Covers the Trends page's active-alert burden (status → patient's nurse, severity, assignee).
+        sa.Index("ix_alert_status_patient", "status", "patient_id", "severity", "assigned_to_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -581,3 +583,64 @@ class PersonTimeMonthly(SQLModel, table=True):
     month: date = Field(primary_key=True)
     primary_site: str = Field(primary_key=True, max_length=32)
     patient_days: int = 0
+
+
+# ---------------------------------------------------------------------------
+# Trend tables for the Trends page, rebuilt by surveillance.trend_tables.refresh_trend_tables.
+# Sites: the case-format code or "unknown"; departments: the patient's or "" (none).
+# ---------------------------------------------------------------------------
+
+
+class TrendRefresh(SQLModel, table=True):
+    """The day (and instant) the trend tables describe; the page falls back to live reads when not current."""
+
+    __tablename__ = "trend_refresh"
+
+    name: str = Field(primary_key=True, max_length=32)
+    as_of: date
+    as_of_at: datetime
+
+
+class BmaMonthly(SQLModel, table=True):
+    """Running-count inputs of the BMA view per month, site and department (``surveillance.trends.bma_monthly``)."""
+
+    __tablename__ = "bma_monthly"
+
+    month: date = Field(primary_key=True)
+    primary_site: str = Field(primary_key=True, max_length=32)
+    department: str = Field(primary_key=True, max_length=64)
+    eligible_start: int = 0  # patients with bone metastasis entering the denominator
+    eligible_stop: int = 0  # … leaving it (end of surveillance on or before the as-of day)
+    cover_start: int = 0  # 90-day cover segments starting
+    cover_stop: int = 0  # … ending
+    evaluated: int = 0  # SRE-prevention doses given after a previous one
+    on_time: int = 0  # … within the regimen's allowed gap
+
+
+class SreIncidence(SQLModel, table=True):
+    """Patients by registration period, site, department, SRE definition, tier, follow-up month and outcome."""
+
+    __tablename__ = "sre_incidence"
+
+    registered_within: int = Field(primary_key=True)  # shortest page period (months back) holding it; 0 = older
+    primary_site: str = Field(primary_key=True, max_length=32)
+    department: str = Field(primary_key=True, max_length=64)
+    definition: str = Field(primary_key=True, max_length=16)  # core | extended
+    tier: str = Field(primary_key=True, max_length=16)
+    follow_up_month: int = Field(primary_key=True)  # -1: no usable stop day
+    outcome: int = Field(primary_key=True)  # 1 first SRE, 2 death first, 0 censored
+    patients: int = 0
+
+
+class AlertResponseMonthly(SQLModel, table=True):
+    """Alerts per month opened, severity, site and department: opened, response/done hour buckets, judged."""
+
+    __tablename__ = "alert_response_monthly"
+
+    month: date = Field(primary_key=True)
+    severity: str = Field(primary_key=True, max_length=12)
+    primary_site: str = Field(primary_key=True, max_length=32)
+    department: str = Field(primary_key=True, max_length=64)
+    measure: str = Field(primary_key=True, max_length=16)  # opened | response | done | judged
+    bucket: int = Field(primary_key=True)  # hours upper bound (response, done); 1/0 acted (judged); 0 (opened)
+    alerts: int = 0

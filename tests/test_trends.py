@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -41,16 +42,21 @@ def test_follow_up_month():
 
 
 def _sre_events(jan_emergency: int) -> pd.DataFrame:
-    return pd.DataFrame([
-        ("2026-01", "breast", "radiation_to_bone", 6, jan_emergency),
-        ("2026-01", "lung_nsclc", "radiation_to_bone", 4, 0),
-        ("2026-01", "breast", "hypercalcaemia_of_malignancy", 5, 0),
-        ("2026-02", "breast", "spinal_cord_compression", 7, 7),
-    ], columns=["month", "primary_site", "event_type", "events", "emergency_events"])
+    return pd.DataFrame(
+        [
+            ("2026-01", "breast", "radiation_to_bone", 6, jan_emergency),
+            ("2026-01", "lung_nsclc", "radiation_to_bone", 4, 0),
+            ("2026-01", "breast", "hypercalcaemia_of_malignancy", 5, 0),
+            ("2026-02", "breast", "spinal_cord_compression", 7, 7),
+        ],
+        columns=["month", "primary_site", "event_type", "events", "emergency_events"],
+    )
 
 
-DAYS = pd.DataFrame([("2026-01", "breast", 36525), ("2026-01", "lung_nsclc", 36525), ("2026-02", "breast", 36525)],
-                    columns=["month", "primary_site", "patient_days"])
+DAYS = pd.DataFrame(
+    [("2026-01", "breast", 36525), ("2026-01", "lung_nsclc", 36525), ("2026-02", "breast", 36525)],
+    columns=["month", "primary_site", "patient_days"],
+)
 CORE = ["radiation_to_bone", "spinal_cord_compression"]
 
 
@@ -145,8 +151,9 @@ def test_incidence_without_competing_events_is_one_minus_kaplan_meier():
     time, code = _data(5)
     code = np.where(code == 2, 0, code)
     counts = calc.grouped_counts(time, code)
-    np.testing.assert_allclose(calc.aalen_johansen(counts)["estimate"],
-                               1 - calc.kaplan_meier(counts)["estimate"], atol=1e-12)
+    np.testing.assert_allclose(
+        calc.aalen_johansen(counts)["estimate"], 1 - calc.kaplan_meier(counts)["estimate"], atol=1e-12
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -293,3 +300,416 @@ def test_histogram_median():
     assert np.isnan(calc.histogram_median([], []))
     assert calc.response_bucket_hours(0.2) == 1 and calc.response_bucket_hours(72) == 72
     assert calc.response_bucket_hours(73) == 96
+
+
+# ---------------------------------------------------------------------------
+# The trend tables (surveillance.trend_tables), on SQLite and PostgreSQL
+# ---------------------------------------------------------------------------
+#
+# One small cohort, every expectation worked out by hand from the definitions
+# (surveillance/trend_tables.py's docstring), with today = Sunday 10 March 2024:
+# February 2024 has 29 days.
+
+
+TODAY = date(2024, 3, 10)
+NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
+
+# name: (site, department, registered, status, status_on, deceased_on, zoledronic regimen)
+PATIENTS = {
+    "P1": ("breast", "oncology", date(2024, 1, 30), "active", None, None, None),
+    "P2": ("breast", "oncology", date(2024, 2, 15), "deceased", None, date(2024, 2, 20), None),
+    "P3": ("lung_nsclc", None, date(2023, 12, 31), "transferred", date(2024, 2, 1), None, "q12w"),
+    "P4": (None, "oncology", date(2024, 3, 10), "active", None, None, None),
+    "P5": ("prostate", "oncology", date(2024, 3, 11), "active", None, None, None),  # registers tomorrow
+    "P6": ("breast", "orthopaedics", date(2024, 2, 29), "on_hold", date(2024, 3, 1), None, None),
+    "P7": ("breast", "oncology", date(2024, 1, 10), "deceased", None, date(2024, 1, 5), None),  # death before
+    "P8": ("breast", "oncology", date(2024, 3, 9), "transferred", date(2024, 4, 2), None, None),  # end after today
+    "P9": ("kidney", "oncology", date(2024, 3, 1), "deceased", None, None, None),  # no date recorded
+    "P10": ("thyroid", "oncology", date(2024, 2, 1), "active", None, date(2024, 2, 10), None),  # active wins
+    "P11": ("lung_nsclc", "oncology", date(2023, 6, 1), "deceased", None, date(2024, 1, 20), None),
+    "P12": ("melanoma", "oncology", date(2019, 1, 15), "deceased", None, date(2019, 3, 1), None),  # 5 years ago
+}
+
+
+def _add_cohort(engine) -> dict[str, int]:
+    from db import models as m
+    from db.engine import write_session
+
+    ids = {}
+    with write_session(engine) as session:
+        for k, (name, (site, department, registered, status, status_on, deceased_on, regimen)) in enumerate(
+            PATIENTS.items()
+        ):
+            patient = m.Patient(
+                mrn=f"TT{k:03d}",
+                family_name="Trend",
+                given_name=name,
+                primary_site=site,
+                department=department,
+                registered_on=registered,
+                status=status,
+                status_on=status_on,
+                deceased_on=deceased_on,
+                zoledronic_regimen=regimen,
+            )
+            session.add(patient)
+            session.flush()
+            ids[name] = patient.id
+    return ids
+
+
+@pytest.fixture
+def cohort(engine):
+    return engine, _add_cohort(engine)
+
+
+def _rows(engine, sql: str) -> list[tuple]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql)).all()
+
+    def plain(v):
+        return str(v)[:10] if isinstance(v, date) or (isinstance(v, str) and len(v) >= 10 and v[4] == "-") else v
+
+    return sorted(tuple(plain(v) for v in row) for row in rows)
+
+
+@pytest.mark.db
+def test_patient_days_by_month_and_site_by_hand(cohort):
+    from surveillance.trend_tables import refresh_trend_tables
+
+    engine, _ = cohort
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    got = _rows(engine, "SELECT month, primary_site, patient_days FROM person_time_monthly")
+    assert got == sorted(
+        [
+            # P1 from 30 Jan: 30–31 Jan, all 29 days of February, 1–10 March
+            # P2 15–20 Feb (death day counted); P6 29 Feb and 1 Mar (hold on 1 Mar); P8 9–10 Mar (its end is after today)
+            # P7 died before registering: nothing
+            ("2024-01-01", "breast", 2),
+            ("2024-02-01", "breast", 29 + 6 + 1),
+            ("2024-03-01", "breast", 10 + 1 + 2),
+            # P11 from 1 Jun 2023 to death on 20 Jan 2024; P3 from 31 Dec 2023 to transfer on 1 Feb 2024
+            ("2023-06-01", "lung_nsclc", 30),
+            ("2023-07-01", "lung_nsclc", 31),
+            ("2023-08-01", "lung_nsclc", 31),
+            ("2023-09-01", "lung_nsclc", 30),
+            ("2023-10-01", "lung_nsclc", 31),
+            ("2023-11-01", "lung_nsclc", 30),
+            ("2023-12-01", "lung_nsclc", 31 + 1),
+            ("2024-01-01", "lung_nsclc", 20 + 31),
+            ("2024-02-01", "lung_nsclc", 1),
+            ("2024-03-01", "unknown", 1),  # P4 registered today, no coded site
+            ("2019-01-01", "melanoma", 17),  # P12: 15–31 Jan 2019, February, 1 March
+            ("2019-02-01", "melanoma", 28),
+            ("2019-03-01", "melanoma", 1),
+            ("2024-03-01", "kidney", 10),  # P9 deceased without a date: followed to today
+            # P10 is active: followed to today whatever its recorded death date; P5 registers tomorrow: nothing
+            ("2024-02-01", "thyroid", 29),
+            ("2024-03-01", "thyroid", 10),
+        ]
+    )
+
+
+@pytest.mark.db
+def test_patient_days_add_up_to_each_patients_days_under_surveillance(cohort):
+    """Cross-check by a different route: each patient's days, summed per site, whatever the months."""
+    from surveillance.trend_tables import refresh_trend_tables
+
+    engine, _ = cohort
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    per_site: dict[str, int] = {}
+    for site, _dept, registered, status, status_on, deceased_on, _ in PATIENTS.values():
+        end = None if status == "active" else (deceased_on or status_on)
+        last = min(end or TODAY, TODAY)
+        per_site[site or "unknown"] = per_site.get(site or "unknown", 0) + max((last - registered).days + 1, 0)
+    got = dict(_rows(engine, "SELECT primary_site, SUM(patient_days) FROM person_time_monthly GROUP BY primary_site"))
+    assert got == {site: days for site, days in per_site.items() if days}
+    assert got["breast"] == 51 and got["lung_nsclc"] == 267  # 51 = 41 + 6 + 2 + 2; 267 = 234 (P11) + 33 (P3)
+
+
+@pytest.mark.db
+def test_sre_counts_by_month_site_type_and_emergency(cohort):
+    from db import models as m
+    from db.engine import write_session
+    from surveillance.trend_tables import refresh_trend_tables
+
+    engine, ids = cohort
+    with write_session(engine) as session:
+        for name, day, kind, emergency in [
+            ("P1", date(2024, 2, 3), "radiation_to_bone", True),
+            ("P1", date(2024, 2, 28), "radiation_to_bone", False),
+            ("P2", date(2024, 2, 18), "spinal_cord_compression", True),
+            ("P3", date(2024, 1, 15), "pathological_fracture_vertebral", False),
+            ("P4", date(2024, 3, 10), "hypercalcaemia_of_malignancy", False),
+            ("P10", date(2024, 1, 20), "surgery_to_bone", False),
+            ("P6", date(2024, 3, 5), "radiation_to_bone", False),
+        ]:
+            session.add(m.SkeletalEvent(patient_id=ids[name], occurred_on=day, event_type=kind, emergency=emergency))
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    refresh_trend_tables(engine, TODAY, now=NOW)  # a second refresh replaces, never adds
+    got = _rows(engine, "SELECT month, primary_site, event_type, events, emergency_events FROM sre_monthly")
+    assert got == sorted(
+        [
+            ("2024-02-01", "breast", "radiation_to_bone", 2, 1),
+            ("2024-02-01", "breast", "spinal_cord_compression", 1, 1),
+            ("2024-03-01", "breast", "radiation_to_bone", 1, 0),
+            ("2024-01-01", "lung_nsclc", "pathological_fracture_vertebral", 1, 0),
+            ("2024-03-01", "unknown", "hypercalcaemia_of_malignancy", 1, 0),
+            ("2024-01-01", "thyroid", "surgery_to_bone", 1, 0),
+        ]
+    )
+    # Time to first SRE (core: no hypercalcaemia) — (registered within the last … months, site, department, tier,
+    # follow-up month, outcome); all but P12 registered within the last 12 months (April 2023 – March 2024)
+    incidence = _rows(
+        engine,
+        "SELECT registered_within, primary_site, department, tier, follow_up_month, outcome, "
+        "patients FROM sre_incidence WHERE definition = 'core'",
+    )
+    core = [
+        (12, "breast", "oncology", "unknown", 1, 1, 1),  # P1: SRE on day 4
+        (12, "breast", "oncology", "unknown", 1, 1, 1),  # P2: SRE on day 3, before death
+        (12, "lung_nsclc", "", "unknown", 1, 1, 1),  # P3: SRE on day 15, before transfer
+        (12, "prostate", "oncology", "unknown", -1, 0, 1),  # P5: registers after today
+        (12, "breast", "orthopaedics", "unknown", 1, 0, 1),  # P6: SRE after the hold: censored on day 1
+        (12, "breast", "oncology", "unknown", -1, 2, 1),  # P7: death before registration
+        (12, "breast", "oncology", "unknown", 1, 0, 1),  # P8: censored at transfer, day 24
+        (12, "kidney", "oncology", "unknown", -1, 2, 1),  # P9: death without a date
+        (12, "thyroid", "oncology", "unknown", 2, 0, 1),  # P10: SRE before registration; day 38 today
+        (12, "lung_nsclc", "oncology", "unknown", 8, 2, 1),  # P11: died on day 233 (floor(233/30.4375)=7)
+        (120, "melanoma", "oncology", "unknown", 2, 2, 1),  # P12: January 2019 is 62 months back; died on day 45
+    ]
+
+    def grouped(rows):  # P1, P2 and P8 share a group: counts add up
+        out: dict[tuple, int] = {}
+        for *key, n in rows:
+            out[tuple(key)] = out.get(tuple(key), 0) + n
+        return out
+
+    assert grouped(incidence) == grouped([*core, (12, "unknown", "oncology", "unknown", 1, 0, 1)])  # P4: day 0
+    extended = _rows(
+        engine,
+        "SELECT registered_within, primary_site, department, tier, follow_up_month, outcome, "
+        "patients FROM sre_incidence WHERE definition = 'extended'",
+    )
+    assert grouped(extended) == grouped([*core, (12, "unknown", "oncology", "unknown", 1, 1, 1)])  # hypercalcaemia
+
+
+@pytest.mark.db
+def test_incidence_tier_is_the_last_tier_while_active(cohort):
+    from db import models as m
+    from db.engine import write_session
+    from surveillance.trend_tables import refresh_trend_tables
+
+    engine, ids = cohort
+    with write_session(engine) as session:
+        for name, tier in [("P1", "high"), ("P11", "inactive"), ("P2", "inactive")]:
+            session.add(
+                m.RiskSnapshot(
+                    patient_id=ids[name],
+                    run_id=3,
+                    computed_at=NOW,
+                    content_hash="x",
+                    active=tier != "inactive",
+                    tier=tier,
+                )
+            )
+        for run, tier in [(1, "low"), (2, "intermediate"), (3, "inactive")]:  # P11's last tier while active: run 2
+            session.add(
+                m.RiskSnapshotHistory(patient_id=ids["P11"], run_id=run, computed_at=NOW, content_hash="x", tier=tier)
+            )
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    tiers = _rows(
+        engine,
+        "SELECT primary_site, follow_up_month, outcome, tier FROM sre_incidence WHERE definition = 'core' "
+        "AND primary_site IN ('lung_nsclc', 'breast') AND department = 'oncology'",
+    )
+    assert tiers == sorted(
+        [
+            # (no SRE recorded in this test)
+            ("breast", 2, 0, "high"),  # P1: active, day 40 today
+            ("breast", 1, 2, "unknown"),  # P2: inactive, never another tier; died on day 5
+            ("breast", -1, 2, "unknown"),  # P7: no snapshot; died before registering
+            ("breast", 1, 0, "unknown"),  # P8: no snapshot; transferred on day 24
+            ("lung_nsclc", 8, 2, "intermediate"),  # P11: the last tier while active
+        ]
+    )
+
+
+@pytest.mark.db
+def test_bma_measures_by_hand(cohort):
+    from db import models as m
+    from db.engine import write_session
+    from surveillance import trends
+    from surveillance.trend_tables import BMA_MEASURES, refresh_trend_tables
+
+    engine, ids = cohort
+    # state: (lesions, extraspinal bone metastases, last SRE-prevention dose)
+    states = {
+        "P11": (1, None, date(2023, 12, 7)),
+        "P3": (0, 2, date(2024, 1, 10)),
+        "P1": (0, None, date(2024, 3, 5)),
+        "P10": (2, None, None),
+    }
+    doses = [  # denosumab gaps allowed: 35 days; zoledronic acid q12w: 91 days (rule bma-dose-overdue)
+        ("P11", date(2023, 11, 1), "denosumab", True),
+        ("P11", date(2023, 12, 7), "denosumab", True),  # 36: late
+        ("P3", date(2023, 12, 20), "zoledronic_acid", True),
+        ("P3", date(2024, 1, 10), "zoledronic_acid", True),
+        ("P1", date(2024, 2, 1), "denosumab", True),
+        ("P1", date(2024, 3, 5), "denosumab", True),  # 33: on time
+        ("P1", date(2024, 2, 20), "denosumab", False),  # osteoporosis dose: not part of any measure
+        ("P5", date(2024, 3, 1), "denosumab", True),
+        ("P5", date(2024, 3, 8), "denosumab", True),  # no state row
+    ]
+    with write_session(engine) as session:
+        for name, (lesions, extraspinal, last) in states.items():
+            session.add(
+                m.PatientState(
+                    patient_id=ids[name],
+                    lesion_count=lesions,
+                    extraspinal_bone_metastases=extraspinal,
+                    bma_last_on=last,
+                )
+            )
+        for name, day, agent, prevention in doses:
+            session.add(
+                m.BmaAdministration(
+                    patient_id=ids[name],
+                    given_on=day,
+                    agent=agent,
+                    dose_mg=120 if agent == "denosumab" and prevention else 4,
+                    sre_prevention=prevention,
+                )
+            )
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    got = {
+        (r[0], r[1], r[2]): dict(zip(BMA_MEASURES, r[3:], strict=True))
+        for r in _rows(engine, f"SELECT month, primary_site, department, {', '.join(BMA_MEASURES)} FROM bma_monthly")
+    }
+
+    def row(**counts):
+        return {m: counts.get(m, 0) for m in BMA_MEASURES}
+
+    assert got == {
+        # P11 (bone, registered Jun 2023, died 20 Jan): cover 1 Nov–7 Dec (cut by the next dose), then 7 Dec–20 Jan
+        # (cut by death); the December dose came 36 days after November's: late
+        ("2023-06-01", "lung_nsclc", "oncology"): row(eligible_start=1),
+        ("2023-11-01", "lung_nsclc", "oncology"): row(cover_start=1),
+        ("2023-12-01", "lung_nsclc", "oncology"): row(cover_start=1, cover_stop=1, evaluated=1),
+        ("2024-01-01", "lung_nsclc", "oncology"): row(eligible_stop=1, cover_stop=1),
+        # P3 (bone, registered 31 Dec, transferred 1 Feb, q12w): the pre-registration dose covers from 31 Dec to
+        # the next dose on 10 Jan (21 days later: on time), which covers to the transfer
+        ("2023-12-01", "lung_nsclc", ""): row(eligible_start=1, cover_start=1),
+        ("2024-01-01", "lung_nsclc", ""): row(cover_start=1, cover_stop=1, evaluated=1, on_time=1),
+        ("2024-02-01", "lung_nsclc", ""): row(eligible_stop=1, cover_stop=1),
+        # P1: no bone metastasis recorded, so outside the coverage measure; its March dose is on time
+        ("2024-03-01", "breast", "oncology"): row(evaluated=1, on_time=1),
+        # P10: bone metastasis, no dose
+        ("2024-02-01", "thyroid", "oncology"): row(eligible_start=1),
+    }
+    frame = pd.DataFrame(
+        [(m, month[:7], n) for (month, _, _), counts in got.items() for m, n in counts.items() if n],
+        columns=["measure", "month", "n"],
+    )
+    table = trends.bma_monthly(frame, months=["2023-11", "2023-12", "2024-01", "2024-02", "2024-03"]).counts
+    # at each month's end (10 Mar for March): eligible = P11 (to Jan), P3 (Dec–Jan), P10 (from Feb)
+    assert list(table["eligible"]) == [1, 2, 1, 1, 1]
+    # covered: a dose in the 90 days up to the month's end while eligible
+    assert list(table["covered"]) == [1, 2, 1, 0, 0]
+    assert list(table["evaluated"]) == [0, 1, 1, 0, 1] and list(table["on_time"]) == [0, 0, 1, 0, 1]
+
+
+@pytest.mark.db
+def test_alert_response_buckets_and_targets_by_hand(cohort):
+    from db import models as m
+    from db.engine import write_session
+    from surveillance.trend_tables import refresh_trend_tables
+
+    engine, ids = cohort
+
+    def at(day, hour, minute=0, second=0):
+        return datetime(2024, *day, hour, minute, second, tzinfo=UTC)
+
+    # (patient, rule, severity, status, opened, acknowledged, closed)
+    alerts = [
+        ("P1", "r1", "critical", "done", at((2, 1), 8), at((2, 1), 9, 30), at((2, 1), 20)),  # 1.5 h; done in 12 h
+        ("P1", "r2", "high", "dismissed", at((2, 10), 8), None, at((2, 14), 8)),  # response 96 h; not acted
+        ("P1", "r3", "routine", "open", at((3, 5), 10), None, None),  # 5 days old: target (30 days) not passed
+        ("P1", "r4", "high", "resolved", at((2, 20), 8), None, at((2, 21), 8)),  # cleared within target: not judged
+        ("P1", "r5", "info", "open", at((2, 2), 0, 30), None, None),  # no target
+        ("P3", "r6", "critical", "acknowledged", at((1, 31), 23, 30), at((2, 1), 0, 30), None),  # exactly 1 h
+        ("P1", "r7", "high", "done", at((2, 10), 8), None, at((2, 13), 8, 0, 1)),  # 72 h + 1 s: the 96-h bucket
+        ("P1", "r8", "routine", "acknowledged", at((1, 5), 0), at((1, 8), 0), None),  # exactly 72 h
+    ]
+    with write_session(engine) as session:
+        for name, rule, severity, status, opened, acknowledged, closed in alerts:
+            session.add(
+                m.Alert(
+                    patient_id=ids[name],
+                    rule_id=rule,
+                    rule_version="1",
+                    severity=severity,
+                    status=status,
+                    title=rule,
+                    evidence_key=rule,
+                    source="test",
+                    opened_at=opened,
+                    acknowledged_at=acknowledged,
+                    closed_at=closed,
+                )
+            )
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    got = _rows(
+        engine, "SELECT month, severity, primary_site, department, measure, bucket, alerts FROM alert_response_monthly"
+    )
+    b, onc = "breast", "oncology"
+    assert got == sorted(
+        [
+            ("2024-02-01", "critical", b, onc, "opened", 0, 1),
+            ("2024-02-01", "critical", b, onc, "response", 2, 1),
+            ("2024-02-01", "critical", b, onc, "done", 12, 1),
+            ("2024-02-01", "critical", b, onc, "judged", 1, 1),
+            ("2024-02-01", "high", b, onc, "opened", 0, 3),
+            ("2024-02-01", "high", b, onc, "response", 96, 2),  # dismissed after 4 days; done after 72 h + 1 s
+            ("2024-02-01", "high", b, onc, "done", 96, 1),
+            ("2024-02-01", "high", b, onc, "judged", 0, 1),  # dismissed
+            ("2024-02-01", "high", b, onc, "judged", 1, 1),  # done within 7 days
+            ("2024-03-01", "routine", b, onc, "opened", 0, 1),
+            ("2024-02-01", "info", b, onc, "opened", 0, 1),
+            ("2024-01-01", "critical", "lung_nsclc", "", "opened", 0, 1),  # opened 31 Jan 23:30 UTC
+            ("2024-01-01", "critical", "lung_nsclc", "", "response", 1, 1),
+            ("2024-01-01", "critical", "lung_nsclc", "", "judged", 0, 1),  # acknowledged, never done
+            ("2024-01-01", "routine", b, onc, "opened", 0, 1),
+            ("2024-01-01", "routine", b, onc, "response", 72, 1),
+            ("2024-01-01", "routine", b, onc, "judged", 0, 1),
+        ]
+    )
+
+
+def test_registered_within_counts_months_back_from_this_month():
+    from surveillance.trend_tables import registered_within
+
+    # The last 12 months ending with March 2024 are April 2023 – March 2024; the last 120 start in April 2014.
+    days = np.array(
+        ["2024-03-31", "2024-03-01", "2023-04-01", "2023-03-31", "2014-04-01", "2014-03-31", "2024-04-02"],
+        dtype="datetime64[D]",
+    )
+    assert registered_within(days, np.datetime64(TODAY)).tolist() == [12, 12, 12, 24, 120, 0, 12]
+
+
+@pytest.mark.db
+def test_refresh_marks_the_tables_current_and_a_core_only_refresh_does_not(cohort):
+    from surveillance.trend_tables import refresh_trend_tables, tables_as_of
+
+    engine, _ = cohort
+    with engine.connect() as conn:
+        assert tables_as_of(conn) is None
+    refresh_trend_tables(engine, TODAY, now=NOW)
+    with engine.connect() as conn:
+        assert tables_as_of(conn) == TODAY
+    result = refresh_trend_tables(engine, date(2024, 3, 11), page_tables=False)
+    assert "sre_incidence" not in result.rows and result.rows["person_time_monthly"] > 0
+    with engine.connect() as conn:
+        assert tables_as_of(conn) is None  # the page tables still describe 10 March: not current any more

@@ -11,8 +11,13 @@ Sources: ``sre_monthly`` and ``person_time_monthly`` (the pipeline's trend
 tables) for the SRE rates; with a department filter, which those tables do not
 carry, the same numbers are aggregated from ``skeletal_event`` and ``patient``
 (``tests/dashboard/test_trends_page.py`` proves both paths agree).  The
-incidence curves, BMA, imaging and alert measures aggregate the fact tables,
-the snapshots and the alerts directly.
+incidence curves, BMA and alert-response measures read the monthly tables of
+:mod:`surveillance.trend_tables` (``sre_incidence``, ``bma_monthly``,
+``alert_response_monthly``, per site and department) while they are current —
+rebuilt as of a day at most one day from today, in the same month — and otherwise aggregate
+the fact tables, the snapshots and the alerts directly with the same
+definitions (the tests prove both paths agree).  Imaging and the alert burden
+(current workload) always read the snapshots and the alerts directly.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from dashboard.data.common import CACHE_SECONDS, data_version, engine
+from surveillance import trend_tables as tables
 from surveillance import trends as calc
 from surveillance.access import Action, Identity, require
-from surveillance.rules import load_rules
 from surveillance.scoring.sre import DEFINITIONS, SreDefinition, SreType
 
 #: Tiers in display order; ``unknown`` = no tier recorded while the patient was active.
@@ -37,9 +42,11 @@ TIERS = ("high", "intermediate", "low", "screening", "none", "unknown")
 SEVERITIES = ("critical", "high", "routine", "info")
 ACTIVE_ALERT = "('open', 'acknowledged', 'snoozed')"
 #: Period choices (months, ending with the current month).
-PERIODS = (12, 24, 36, 60, 120)
+PERIODS = tables.PERIOD_MONTHS
 #: Site code of patients without a coded primary site in the trend tables.
-NO_SITE = "unknown"
+NO_SITE = tables.NO_SITE
+#: The monthly tables serve the page while they describe today or at most this many days before (same month).
+MAX_TABLE_AGE_DAYS = 1
 
 
 def sre_types(definition: str) -> list[str]:
@@ -145,6 +152,27 @@ def _end_on(alias: str = "p") -> str:
     return f"CASE WHEN {alias}.status = 'active' THEN NULL ELSE COALESCE({alias}.deceased_on, {alias}.status_on) END"
 
 
+def tables_current(conn: Connection, today: date) -> bool:
+    """True when the monthly trend tables describe a day at most one day from ``today`` (the clinic's time zone
+    may put the refresh's day ahead of the page's UTC day), in the same month: the months match the page's."""
+    as_of = tables.tables_as_of(conn)
+    if as_of is None:
+        return False
+    return (as_of.year, as_of.month) == (today.year, today.month) and abs((today - as_of).days) <= MAX_TABLE_AGE_DAYS
+
+
+def _table_filter(site: str | None, department: str | None) -> tuple[str, dict]:
+    """The WHERE terms of a monthly trend table for the page's filters (sites and departments as stored there)."""
+    where, params = ["1 = 1"], {}
+    if site:
+        where.append("primary_site = :site")
+        params["site"] = site
+    if department:
+        where.append("department = :department")
+        params["department"] = department
+    return " AND ".join(where), params
+
+
 # ---------------------------------------------------------------------------
 # 0. Filter choices
 # ---------------------------------------------------------------------------
@@ -153,8 +181,9 @@ def _end_on(alias: str = "p") -> str:
 @st.cache_data(ttl=300, show_spinner=False)
 def _departments(version: int) -> list[str]:
     with engine().connect() as conn:
-        rows = conn.execute(text(
-            "SELECT department FROM patient WHERE department IS NOT NULL GROUP BY department ORDER BY department")).all()
+        rows = conn.execute(
+            text("SELECT department FROM patient WHERE department IS NOT NULL GROUP BY department ORDER BY department")
+        ).all()
     return [r[0] for r in rows]
 
 
@@ -179,19 +208,30 @@ class SreTrend:
 def _sre_counts_from_tables(conn: Connection, sql: _Sql, since: date, site: str | None):
     site_sql = " AND primary_site = :site" if site else ""
     params = {"since": sql.value(since), "site": site}
-    events = _frame(conn, (
-        "SELECT month, primary_site, event_type, SUM(events), SUM(emergency_events) FROM sre_monthly "
-        f"WHERE month >= {sql.date('since')}{site_sql} GROUP BY month, primary_site, event_type"),
-        params, ["month", "primary_site", "event_type", "events", "emergency_events"])
-    days = _frame(conn, (
-        "SELECT month, primary_site, SUM(patient_days) FROM person_time_monthly "
-        f"WHERE month >= {sql.date('since')}{site_sql} GROUP BY month, primary_site"),
-        params, ["month", "primary_site", "patient_days"])
+    events = _frame(
+        conn,
+        (
+            "SELECT month, primary_site, event_type, SUM(events), SUM(emergency_events) FROM sre_monthly "
+            f"WHERE month >= {sql.date('since')}{site_sql} GROUP BY month, primary_site, event_type"
+        ),
+        params,
+        ["month", "primary_site", "event_type", "events", "emergency_events"],
+    )
+    days = _frame(
+        conn,
+        (
+            "SELECT month, primary_site, SUM(patient_days) FROM person_time_monthly "
+            f"WHERE month >= {sql.date('since')}{site_sql} GROUP BY month, primary_site"
+        ),
+        params,
+        ["month", "primary_site", "patient_days"],
+    )
     return _months_text(events), _months_text(days)
 
 
-def _sre_counts_from_facts(conn: Connection, sql: _Sql, since: date, today: date, site: str | None,
-                           department: str | None):
+def _sre_counts_from_facts(
+    conn: Connection, sql: _Sql, since: date, today: date, site: str | None, department: str | None
+):
     """The trend tables' numbers for a cohort they cannot filter (department): the same definitions.
 
     Patient-days come from how many patients start and end surveillance on each
@@ -199,15 +239,26 @@ def _sre_counts_from_facts(conn: Connection, sql: _Sql, since: date, today: date
     """
     where, params = _patient_filter(site, department)
     params.update(since=sql.value(since))
-    events = _frame(conn, (
-        f"SELECT {sql.month('e.occurred_on')}, COALESCE(p.primary_site, '{NO_SITE}'), e.event_type, COUNT(*), "
-        "SUM(CASE WHEN e.emergency THEN 1 ELSE 0 END) FROM skeletal_event e JOIN patient p ON p.id = e.patient_id "
-        f"WHERE e.occurred_on >= {sql.date('since')} AND {where} GROUP BY 1, 2, 3"),
-        params, ["month", "primary_site", "event_type", "events", "emergency_events"])
+    events = _frame(
+        conn,
+        (
+            f"SELECT {sql.month('e.occurred_on')}, COALESCE(p.primary_site, '{NO_SITE}'), e.event_type, COUNT(*), "
+            "SUM(CASE WHEN e.emergency THEN 1 ELSE 0 END) FROM skeletal_event e JOIN patient p ON p.id = e.patient_id "
+            f"WHERE e.occurred_on >= {sql.date('since')} AND {where} GROUP BY 1, 2, 3"
+        ),
+        params,
+        ["month", "primary_site", "event_type", "events", "emergency_events"],
+    )
     events = _months_text(events)
-    ends = _frame(conn, (
-        f"SELECT COALESCE(p.primary_site, '{NO_SITE}'), p.registered_on, {_end_on()}, COUNT(*) FROM patient p "
-        f"WHERE {where} GROUP BY 1, 2, 3"), params, ["primary_site", "start", "end", "n"])
+    ends = _frame(
+        conn,
+        (
+            f"SELECT COALESCE(p.primary_site, '{NO_SITE}'), p.registered_on, {_end_on()}, COUNT(*) FROM patient p "
+            f"WHERE {where} GROUP BY 1, 2, 3"
+        ),
+        params,
+        ["primary_site", "start", "end", "n"],
+    )
     return events, _person_days(ends, since, today)
 
 
@@ -236,8 +287,12 @@ def _person_days(frame: pd.DataFrame, since: date, today: date) -> pd.DataFrame:
     day_months = (first + np.arange(n_days)).astype("datetime64[M]")
     months, starts = np.unique(day_months, return_index=True)
     per_month = np.add.reduceat(daily, starts, axis=1) if n_days else np.zeros((len(sites), 0), dtype=np.int64)
-    out = [(str(m)[:7], site, int(per_month[i, j])) for i, site in enumerate(sites) for j, m in enumerate(months)
-           if per_month[i, j]]
+    out = [
+        (str(m)[:7], site, int(per_month[i, j]))
+        for i, site in enumerate(sites)
+        for j, m in enumerate(months)
+        if per_month[i, j]
+    ]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -259,8 +314,9 @@ def _sre_trend(version: int, site, department, months: int, definition: str, tod
     return SreTrend(monthly, by_site, tuple(types), source)
 
 
-def sre_trend(identity: Identity, *, site: str | None, department: str | None, months: int, definition: str,
-              today: date) -> SreTrend:
+def sre_trend(
+    identity: Identity, *, site: str | None, department: str | None, months: int, definition: str, today: date
+) -> SreTrend:
     """SREs per 100 patient-years by month and type, emergency share, and rates by primary site."""
     require(identity, Action.VIEW_TRENDS)
     return _sre_trend(data_version(), site, department, months, definition, today.isoformat())
@@ -289,8 +345,7 @@ def _incidence_sql(sql: _Sql, where: str, types: list[str]) -> str:
     end = "COALESCE(p.deceased_on, p.status_on)"
     # An SRE counts unless recorded after the end of follow-up (an end without a date does not hide it).
     sre_first = f"f.first_on IS NOT NULL AND (p.status = 'active' OR {end} IS NULL OR f.first_on <= {end})"
-    stop = (f"CASE WHEN {sre_first} THEN f.first_on WHEN p.status = 'active' THEN {sql.date('today')} "
-            f"ELSE {end} END")
+    stop = f"CASE WHEN {sre_first} THEN f.first_on WHEN p.status = 'active' THEN {sql.date('today')} ELSE {end} END"
     days = sql.days(stop, "p.registered_on")
     return (
         "SELECT tier, CASE WHEN days IS NULL OR days < 0 THEN -1 ELSE (16 * days) / 487 + 1 END AS month, code, "
@@ -310,16 +365,39 @@ def _incidence_sql(sql: _Sql, where: str, types: list[str]) -> str:
     )
 
 
+def _incidence_from_tables(conn: Connection, site, department, months: int, definition: str):
+    """(tier, follow-up month, outcome, n) of patients registered in the last ``months`` months (one of
+    :data:`PERIODS`; 0 = all), from ``sre_incidence``."""
+    where, params = _table_filter(site, department)
+    params.update(months=months or max(PERIODS), definition=definition, oldest=0 if not months else 1)
+    return _frame(
+        conn,
+        (
+            "SELECT tier, follow_up_month, outcome, SUM(patients) FROM sre_incidence "
+            "WHERE definition = :definition AND registered_within BETWEEN :oldest AND :months "
+            f"AND {where} GROUP BY 1, 2, 3"
+        ),
+        params,
+        ["group", "month", "code", "n"],
+    )
+
+
+def _incidence_from_facts(conn: Connection, sql: _Sql, since: date, day: date, site, department, definition: str):
+    where, params = _patient_filter(site, department)
+    params.update(today=sql.value(day), since=sql.value(since))
+    return _frame(conn, _incidence_sql(sql, where, sre_types(definition)), params, ["group", "month", "code", "n"])
+
+
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=64)
 def _incidence(version: int, site, department, months: int, definition: str, today: str) -> Incidence:
     day = date.fromisoformat(today)
     since = date.fromisoformat(period_months(months, day)[0] + "-01")
-    where, params = _patient_filter(site, department)
     with engine().connect() as conn, conn.begin():
         sql = _Sql(conn)
-        params.update(today=sql.value(day), since=sql.value(since))
-        frame = _frame(conn, _incidence_sql(sql, where, sre_types(definition)), params,
-                       ["group", "month", "code", "n"])
+        if definition in tables.INCIDENCE_DEFINITIONS and months in PERIODS and tables_current(conn, day):
+            frame = _incidence_from_tables(conn, site, department, months, definition)
+        else:
+            frame = _incidence_from_facts(conn, sql, since, day, site, department, definition)
     frame["month"] = frame["month"].astype(np.int64)
     excluded = int(frame.loc[frame["month"] < 0, "n"].sum())
     frame = frame[frame["month"] >= 0]
@@ -327,8 +405,9 @@ def _incidence(version: int, site, department, months: int, definition: str, tod
     return Incidence(curves, excluded, int(frame["n"].sum()))
 
 
-def incidence(identity: Identity, *, site: str | None, department: str | None, months: int, definition: str,
-              today: date) -> Incidence:
+def incidence(
+    identity: Identity, *, site: str | None, department: str | None, months: int, definition: str, today: date
+) -> Incidence:
     """Aalen–Johansen incidence of the first SRE and SRE-free Kaplan–Meier, overall and by tier."""
     require(identity, Action.VIEW_TRENDS)
     return _incidence(data_version(), site, department, months, definition, today.isoformat())
@@ -341,10 +420,7 @@ def incidence(identity: Identity, *, site: str | None, department: str | None, m
 
 def bma_allowed_days() -> dict[str, int]:
     """Longest on-time gap after a dose (regimen interval + 7 days): the overdue thresholds of ``bma-dose-overdue``."""
-    params = load_rules().rule("bma-dose-overdue").params
-    return {"denosumab": int(params["denosumab_overdue_days"]),
-            "zoledronic_q4w": int(params["zoledronic_q4w_overdue_days"]),
-            "zoledronic_q12w": int(params["zoledronic_q12w_overdue_days"])}
+    return tables.bma_allowed_days()
 
 
 def _bma_sql(sql: _Sql, where: str, allowed: dict[str, int]) -> tuple[str, str]:
@@ -366,8 +442,10 @@ def _bma_sql(sql: _Sql, where: str, allowed: dict[str, int]) -> tuple[str, str]:
         return f"CASE WHEN {value} > {sql.date('today')} THEN NULL ELSE {sql.month(value)} END"
 
     def segment(start: str, stop: str) -> str:
-        return (f"CASE WHEN x.bone AND x.{start} < x.{stop} THEN {sql.month('x.' + start)} END, "
-                f"CASE WHEN x.bone AND x.{start} < x.{stop} THEN {stop_month('x.' + stop)} END")
+        return (
+            f"CASE WHEN x.bone AND x.{start} < x.{stop} THEN {sql.month('x.' + start)} END, "
+            f"CASE WHEN x.bone AND x.{start} < x.{stop} THEN {stop_month('x.' + stop)} END"
+        )
 
     # MATERIALIZED: computed columns are evaluated once per row (SQLite would otherwise copy the
     # date arithmetic into every place the outer query uses a column).
@@ -384,9 +462,11 @@ def _bma_sql(sql: _Sql, where: str, allowed: dict[str, int]) -> tuple[str, str]:
         f"CASE WHEN x.bone THEN {stop_month('x.end_on')} END, {segment('seg_start', 'seg_stop')}, COUNT(*) "
         "FROM x GROUP BY 1, 2, 3, 4"
     )
-    limit = (f"CASE WHEN d.agent = 'zoledronic_acid' AND p.zoledronic_regimen = 'q12w' "
-             f"THEN {allowed['zoledronic_q12w']} WHEN d.agent = 'zoledronic_acid' "
-             f"THEN {allowed['zoledronic_q4w']} ELSE {allowed['denosumab']} END")
+    limit = (
+        f"CASE WHEN d.agent = 'zoledronic_acid' AND p.zoledronic_regimen = 'q12w' "
+        f"THEN {allowed['zoledronic_q12w']} WHEN d.agent = 'zoledronic_acid' "
+        f"THEN {allowed['zoledronic_q4w']} ELSE {allowed['denosumab']} END"
+    )
     # The window runs over the narrow dose rows alone (sorting joined rows costs twice as much); the
     # patient's columns are joined to its output.
     doses = (
@@ -418,9 +498,12 @@ def _bma_frame(eligible: pd.DataFrame, doses: pd.DataFrame) -> pd.DataFrame:
 
     segments = pd.concat([eligible[["seg_start", "seg_stop", "n"]], doses[["seg_start", "seg_stop", "n"]]])
     parts = [
-        by(eligible, "start", "eligible_start"), by(eligible, "stop", "eligible_stop"),
-        by(segments, "seg_start", "cover_start"), by(segments, "seg_stop", "cover_stop"),
-        by(doses.dropna(subset=["on_time"]), "given", "evaluated"), by(doses[doses["on_time"] == 1], "given", "on_time"),
+        by(eligible, "start", "eligible_start"),
+        by(eligible, "stop", "eligible_stop"),
+        by(segments, "seg_start", "cover_start"),
+        by(segments, "seg_stop", "cover_stop"),
+        by(doses.dropna(subset=["on_time"]), "given", "evaluated"),
+        by(doses[doses["on_time"] == 1], "given", "on_time"),
     ]
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -428,17 +511,40 @@ def _bma_frame(eligible: pd.DataFrame, doses: pd.DataFrame) -> pd.DataFrame:
     return _months_text(pd.concat(parts, ignore_index=True))[["measure", "month", "n"]]
 
 
+def _bma_from_tables(conn: Connection, site, department) -> pd.DataFrame:
+    """Long (measure, month, n) rows for :func:`surveillance.trends.bma_monthly` from ``bma_monthly``."""
+    where, params = _table_filter(site, department)
+    measures = list(tables.BMA_MEASURES)
+    wide = _frame(
+        conn,
+        (f"SELECT month, {', '.join(f'SUM({m})' for m in measures)} FROM bma_monthly WHERE {where} GROUP BY month"),
+        params,
+        ["month", *measures],
+    )
+    long = wide.melt(id_vars="month", value_vars=measures, var_name="measure", value_name="n")
+    long = long[long["n"] > 0]
+    return _months_text(long.reset_index(drop=True))[["measure", "month", "n"]]
+
+
+def _bma_from_facts(conn: Connection, sql: _Sql, day: date, site, department) -> pd.DataFrame:
+    where, params = _patient_filter(site, department)
+    params.update(today=sql.value(day))
+    eligible_sql, doses_sql = _bma_sql(sql, where, bma_allowed_days())
+    eligible = _frame(conn, eligible_sql, params, ["start", "stop", "seg_start", "seg_stop", "n"])
+    doses = _frame(conn, doses_sql, params, ["seg_start", "seg_stop", "given", "on_time", "n"])
+    return _bma_frame(eligible, doses)
+
+
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=64)
 def _bma(version: int, site, department, months: int, today: str) -> calc.CountTable:
     day = date.fromisoformat(today)
-    where, params = _patient_filter(site, department)
     with engine().connect() as conn, conn.begin():
         sql = _Sql(conn)
-        params.update(today=sql.value(day))
-        eligible_sql, doses_sql = _bma_sql(sql, where, bma_allowed_days())
-        eligible = _frame(conn, eligible_sql, params, ["start", "stop", "seg_start", "seg_stop", "n"])
-        doses = _frame(conn, doses_sql, params, ["seg_start", "seg_stop", "given", "on_time", "n"])
-    return calc.bma_monthly(_bma_frame(eligible, doses), months=period_months(months, day))
+        if tables_current(conn, day):
+            frame = _bma_from_tables(conn, site, department)
+        else:
+            frame = _bma_from_facts(conn, sql, day, site, department)
+    return calc.bma_monthly(frame, months=period_months(months, day))
 
 
 def bma(identity: Identity, *, site: str | None, department: str | None, months: int, today: date) -> calc.CountTable:
@@ -460,13 +566,22 @@ def _imaging(version: int, site, department, today: str) -> calc.CountTable:
         sql = _Sql(conn)
         params.update(today=sql.value(date.fromisoformat(today)))
         overdue = sql.days(sql.date("today"), "s.next_imaging_due")
-        bucket = "CASE " + " ".join(
-            f"WHEN {overdue} <= {hi} THEN '{label}'" for label, _, hi in calc.OVERDUE_BUCKETS if hi is not None
-        ) + f" ELSE '{calc.OVERDUE_BUCKETS[-1][0]}' END"
-        frame = _frame(conn, (
-            f"SELECT s.tier, {bucket}, COUNT(*) FROM risk_snapshot s{join} "
-            f"WHERE s.active AND s.next_imaging_due IS NOT NULL AND {where if join else '1 = 1'} GROUP BY 1, 2"),
-            params, ["tier", "bucket", "n"])
+        bucket = (
+            "CASE "
+            + " ".join(
+                f"WHEN {overdue} <= {hi} THEN '{label}'" for label, _, hi in calc.OVERDUE_BUCKETS if hi is not None
+            )
+            + f" ELSE '{calc.OVERDUE_BUCKETS[-1][0]}' END"
+        )
+        frame = _frame(
+            conn,
+            (
+                f"SELECT s.tier, {bucket}, COUNT(*) FROM risk_snapshot s{join} "
+                f"WHERE s.active AND s.next_imaging_due IS NOT NULL AND {where if join else '1 = 1'} GROUP BY 1, 2"
+            ),
+            params,
+            ["tier", "bucket", "n"],
+        )
     return calc.imaging_table(frame, tiers=[t for t in TIERS if t != "unknown"])
 
 
@@ -492,20 +607,26 @@ def _alert_sql(sql: _Sql, where: str, join: str) -> str:
     """
     targets = calc.ACTION_TARGET_HOURS
     target = "CASE a.severity " + " ".join(f"WHEN '{s}' THEN {h}" for s, h in targets.items()) + " END"
-    response_at = ("CASE WHEN a.acknowledged_at IS NOT NULL THEN a.acknowledged_at "
-                   "WHEN a.status IN ('done', 'dismissed') THEN a.closed_at END")
+    response_at = (
+        "CASE WHEN a.acknowledged_at IS NOT NULL THEN a.acknowledged_at "
+        "WHEN a.status IN ('done', 'dismissed') THEN a.closed_at END"
+    )
 
     def bucket(later: str) -> str:
         hours = sql.hours(later, "a.opened_at")
-        return (f"CASE WHEN {later} IS NULL THEN NULL WHEN {hours} <= 1 THEN 1 WHEN {hours} <= 72 THEN {sql.ceil(hours)} "
-                f"ELSE {sql.ceil(f'({hours}) / 24.0')} * 24 END")
+        return (
+            f"CASE WHEN {later} IS NULL THEN NULL WHEN {hours} <= 1 THEN 1 WHEN {hours} <= 72 THEN {sql.ceil(hours)} "
+            f"ELSE {sql.ceil(f'({hours}) / 24.0')} * 24 END"
+        )
 
     done_at = "CASE WHEN a.status = 'done' THEN a.closed_at END"
     closed_h = sql.hours("a.closed_at", "a.opened_at")
     age_h = sql.hours(sql.timestamp("now"), "a.opened_at")
-    judged = (f"CASE WHEN {target} IS NULL OR {age_h} < {target} THEN NULL "
-              f"WHEN a.status = 'resolved' AND {closed_h} <= {target} THEN NULL "
-              f"WHEN a.status = 'done' AND {closed_h} <= {target} THEN 1 ELSE 0 END")
+    judged = (
+        f"CASE WHEN {target} IS NULL OR {age_h} < {target} THEN NULL "
+        f"WHEN a.status = 'resolved' AND {closed_h} <= {target} THEN NULL "
+        f"WHEN a.status = 'done' AND {closed_h} <= {target} THEN 1 ELSE 0 END"
+    )
     return (
         f"SELECT {sql.month('a.opened_at', timestamp=True)} AS month, a.severity, {bucket(response_at)} AS response, "
         f"{bucket(done_at)} AS done, {judged} AS judged, COUNT(*) "
@@ -518,15 +639,48 @@ def _alerts(version: int, site, department, months: int, now: str) -> calc.Count
     moment = datetime.fromisoformat(now)
     period = period_months(months, moment.date())
     since = datetime.fromisoformat(period[0] + "-01T00:00:00+00:00")
-    where, params = _patient_filter(site, department)
-    join = " JOIN patient p ON p.id = a.patient_id" if site or department else ""
     with engine().connect() as conn, conn.begin():
         sql = _Sql(conn)
-        params.update(since=sql.value(since), now=sql.value(moment))
-        if not sql.pg:  # stored as ISO text with "+00:00"; compare like with like
-            params["since"] = since.isoformat(sep=" ")
-        raw = _frame(conn, _alert_sql(sql, where if join else "1 = 1", join), params,
-                     ["month", "severity", "response", "done", "judged", "n"])
+        if tables_current(conn, moment.date()):
+            frame = _alerts_from_tables(conn, sql, since.date(), site, department)
+        else:
+            frame = _alerts_from_facts(conn, sql, since, moment, site, department)
+    frame["bucket"] = frame["bucket"].astype(float)
+    return calc.alert_response_table(
+        frame, months=period, severities=[s for s in SEVERITIES if s in calc.ACTION_TARGET_HOURS]
+    )
+
+
+def _alerts_from_tables(conn: Connection, sql: _Sql, since: date, site, department) -> pd.DataFrame:
+    """(month, severity, measure, bucket, n) of alerts opened since ``since`` from ``alert_response_monthly``."""
+    where, params = _table_filter(site, department)
+    params.update(since=sql.value(since))
+    frame = _frame(
+        conn,
+        (
+            "SELECT month, severity, measure, bucket, SUM(alerts) FROM alert_response_monthly "
+            f"WHERE month >= {sql.date('since')} AND {where} GROUP BY 1, 2, 3, 4"
+        ),
+        params,
+        ["month", "severity", "measure", "bucket", "n"],
+    )
+    return _months_text(frame)
+
+
+def _alerts_from_facts(
+    conn: Connection, sql: _Sql, since: datetime, moment: datetime, site, department
+) -> pd.DataFrame:
+    where, params = _patient_filter(site, department)
+    join = " JOIN patient p ON p.id = a.patient_id" if site or department else ""
+    params.update(since=sql.value(since), now=sql.value(moment))
+    if not sql.pg:  # stored as ISO text with "+00:00"; compare like with like
+        params["since"] = since.isoformat(sep=" ")
+    raw = _frame(
+        conn,
+        _alert_sql(sql, where if join else "1 = 1", join),
+        params,
+        ["month", "severity", "response", "done", "judged", "n"],
+    )
     raw = _months_text(raw)
     parts = [raw.groupby(["month", "severity"], as_index=False)["n"].sum().assign(measure="opened", bucket=0)]
     for measure in ("response", "done"):
@@ -534,14 +688,12 @@ def _alerts(version: int, site, department, months: int, now: str) -> calc.Count
         parts.append(part.rename(columns={measure: "bucket"}).assign(measure=measure))
     part = raw[raw["judged"].notna()].groupby(["month", "severity", "judged"], as_index=False)["n"].sum()
     parts.append(part.rename(columns={"judged": "bucket"}).assign(measure="judged"))
-    frame = pd.concat(parts, ignore_index=True)
-    frame["bucket"] = frame["bucket"].astype(float)
-    return calc.alert_response_table(frame, months=period, severities=[s for s in SEVERITIES
-                                                                        if s in calc.ACTION_TARGET_HOURS])
+    return pd.concat(parts, ignore_index=True)
 
 
-def alert_response(identity: Identity, *, site: str | None, department: str | None, months: int,
-                   now: datetime) -> calc.CountTable:
+def alert_response(
+    identity: Identity, *, site: str | None, department: str | None, months: int, now: datetime
+) -> calc.CountTable:
     """Opened, time to response and to action, and share acted on within target, per month and severity."""
     require(identity, Action.VIEW_TRENDS)
     # Minute resolution keeps the cache useful while "now" moves.
@@ -553,14 +705,24 @@ def _burden(version: int, site, department) -> calc.CountTable:
     where, params = _patient_filter(site, department)
     with engine().connect() as conn, conn.begin():
         _Sql(conn)
-        frame = _frame(conn, (
-            "SELECT COALESCE(a.assigned_to_id, p.assigned_nurse_id), a.severity, COUNT(*) "
-            f"FROM alert a JOIN patient p ON p.id = a.patient_id WHERE a.status IN {ACTIVE_ALERT} AND {where} "
-            "GROUP BY 1, 2"), params, ["holder_id", "severity", "n"])
+        frame = _frame(
+            conn,
+            (
+                "SELECT COALESCE(a.assigned_to_id, p.assigned_nurse_id), a.severity, COUNT(*) "
+                f"FROM alert a JOIN patient p ON p.id = a.patient_id WHERE a.status IN {ACTIVE_ALERT} AND {where} "
+                "GROUP BY 1, 2"
+            ),
+            params,
+            ["holder_id", "severity", "n"],
+        )
         users = {r[0]: (r[1], r[2]) for r in conn.execute(text("SELECT id, display_name, role FROM app_user")).all()}
     frame["holder"] = frame["holder_id"].map(
-        lambda v: "unassigned" if pd.isna(v) else (users.get(int(v), ("", ""))[0]
-                                                   if users.get(int(v), ("", ""))[1] == "nurse" else "other_staff"))
+        lambda v: (
+            "unassigned"
+            if pd.isna(v)
+            else (users.get(int(v), ("", ""))[0] if users.get(int(v), ("", ""))[1] == "nurse" else "other_staff")
+        )
+    )
     return calc.burden_table(frame[["holder", "severity", "n"]], severities=list(SEVERITIES))
 
 
@@ -568,4 +730,3 @@ def alert_burden(identity: Identity, *, site: str | None, department: str | None
     """Active (open, acknowledged, snoozed) alerts per nurse — the patient's nurse unless reassigned — by severity."""
     require(identity, Action.VIEW_TRENDS)
     return _burden(data_version(), site, department)
-

@@ -23,6 +23,7 @@ from dashboard.i18n import Translator
 from surveillance import trends as calc
 from surveillance.access import Identity, Role
 from surveillance.scoring.sre import DEFINITIONS, SreDefinition
+from surveillance.trend_tables import refresh_trend_tables
 from tests.dashboard.conftest import NOW, login, new_app, page
 
 pytestmark = pytest.mark.db
@@ -170,8 +171,9 @@ def test_other_roles_have_no_trends_page(app_db, username):
 @pytest.mark.parametrize("role", [Role.NURSE, Role.ADMIN])
 def test_page_run_directly_denies_other_roles(app_db, role):
     at = AppTest.from_file(TRENDS_PAGE, default_timeout=60)
-    at.session_state["identity"] = Identity(app_db["users"]["nurse1" if role == Role.NURSE else "admin1"],
-                                            "someone", "Someone", role, "oncology")
+    at.session_state["identity"] = Identity(
+        app_db["users"]["nurse1" if role == Role.NURSE else "admin1"], "someone", "Someone", role, "oncology"
+    )
     at.run()
     assert [e.value for e in at.error] == [EN.t("app.denied")]
     assert not at.get("plotly_chart")
@@ -198,14 +200,26 @@ def test_department_path_adds_up_to_the_trend_tables(app_db):
 
 def _facts(engine):
     with engine.connect() as conn:
-        patients = [dict(r._mapping) for r in conn.execute(text(
-            "SELECT p.id, p.registered_on, p.status, p.status_on, p.deceased_on, p.zoledronic_regimen, "
-            "s.tier, ps.lesion_count, ps.extraspinal_bone_metastases, ps.bma_last_on FROM patient p "
-            "LEFT JOIN risk_snapshot s ON s.patient_id = p.id JOIN patient_state ps ON ps.patient_id = p.id"))]
-        events = [dict(r._mapping) for r in conn.execute(text(
-            "SELECT patient_id, occurred_on, event_type FROM skeletal_event"))]
-        doses = [dict(r._mapping) for r in conn.execute(text(
-            "SELECT id, patient_id, given_on, agent, sre_prevention FROM bma_administration"))]
+        patients = [
+            dict(r._mapping)
+            for r in conn.execute(
+                text(
+                    "SELECT p.id, p.registered_on, p.status, p.status_on, p.deceased_on, p.zoledronic_regimen, "
+                    "s.tier, ps.lesion_count, ps.extraspinal_bone_metastases, ps.bma_last_on FROM patient p "
+                    "LEFT JOIN risk_snapshot s ON s.patient_id = p.id JOIN patient_state ps ON ps.patient_id = p.id"
+                )
+            )
+        ]
+        events = [
+            dict(r._mapping)
+            for r in conn.execute(text("SELECT patient_id, occurred_on, event_type FROM skeletal_event"))
+        ]
+        doses = [
+            dict(r._mapping)
+            for r in conn.execute(
+                text("SELECT id, patient_id, given_on, agent, sre_prevention FROM bma_administration")
+            )
+        ]
     day = lambda v: v if isinstance(v, date) or v is None else date.fromisoformat(str(v)[:10])  # noqa: E731
     for row in patients:
         for key in ("registered_on", "status_on", "deceased_on", "bma_last_on"):
@@ -221,14 +235,47 @@ def _end(p):
     return None if p["status"] == "active" else (p["deceased_on"] or p["status_on"])
 
 
+PATHS = ("facts", "tables")
+
+
+def _use(engine, path: str) -> None:
+    """Make the reads take ``path``: the monthly trend tables (rebuilt now) or the facts (tables not current)."""
+    import streamlit as st
+
+    if path == "tables":
+        refresh_trend_tables(engine, TODAY, now=NOW)
+    else:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM trend_refresh"))
+    st.cache_data.clear()
+    with engine.connect() as conn:
+        assert data.tables_current(conn, TODAY) == (path == "tables")
+
+
+def _incidence_rows(engine, path: str, types: list[str], definition: str) -> list[tuple]:
+    """(tier, follow-up month, outcome, n) of every patient, from either source."""
+    since = date(2000, 1, 1)
+    with engine.connect() as conn, conn.begin():
+        sql = data._Sql(conn)
+        if path == "tables":
+            frame = data._incidence_from_tables(conn, None, None, 0, definition)
+            return [tuple(r) for r in frame.itertuples(index=False)]
+        return conn.execute(
+            text(data._incidence_sql(sql, "1 = 1", types)), {"today": sql.value(TODAY), "since": sql.value(since)}
+        ).all()
+
+
 def test_incidence_counts_match_a_plain_reckoning(app_db):
     engine = app_db["engine"]
     patients, events, _ = _facts(engine)
     core = {t.value for t in DEFINITIONS[SreDefinition.CORE]}
     expected, excluded = Counter(), 0
     for p in patients:
-        firsts = [e["occurred_on"] for e in events
-                  if e["patient_id"] == p["id"] and e["event_type"] in core and e["occurred_on"] >= p["registered_on"]]
+        firsts = [
+            e["occurred_on"]
+            for e in events
+            if e["patient_id"] == p["id"] and e["event_type"] in core and e["occurred_on"] >= p["registered_on"]
+        ]
         first, end = min(firsts, default=None), _end(p)
         if first is not None and (end is None or first <= end):
             stop, code = first, 1
@@ -239,21 +286,19 @@ def test_incidence_counts_match_a_plain_reckoning(app_db):
             continue
         expected[int(calc.follow_up_month((stop - p["registered_on"]).days))] += 1 if code == 1 else 0
         expected[("code", code)] += 1
-    result = data.incidence(LEAD, site=None, department=None, months=120, definition="core", today=TODAY)
-    assert result.excluded == excluded
-    assert result.patients == len(patients) - excluded
-    assert result.curves.patients[calc.ALL] == len(patients) - excluded
-    with engine.connect() as conn, conn.begin():
-        sql = data._Sql(conn)
-        rows = conn.execute(text(data._incidence_sql(sql, "1 = 1", sorted(core))),
-                            {"today": sql.value(TODAY), "since": sql.value(date(2000, 1, 1))}).all()
-    got = Counter()
-    for _tier, month, code, n in rows:
-        if month < 0:
-            continue
-        got[("code", code)] += n
-        got[int(month)] += n if code == 1 else 0
-    assert +got == +expected
+    for path in PATHS:
+        _use(engine, path)
+        result = data.incidence(LEAD, site=None, department=None, months=120, definition="core", today=TODAY)
+        assert result.excluded == excluded, path
+        assert result.patients == len(patients) - excluded, path
+        assert result.curves.patients[calc.ALL] == len(patients) - excluded, path
+        got = Counter()
+        for _tier, month, code, n in _incidence_rows(engine, path, sorted(core), "core"):
+            if month < 0:
+                continue
+            got[("code", code)] += n
+            got[int(month)] += n if code == 1 else 0
+        assert +got == +expected, path
 
 
 def test_bma_measures_match_a_plain_reckoning(app_db):
@@ -261,7 +306,12 @@ def test_bma_measures_match_a_plain_reckoning(app_db):
     patients, _, doses = _facts(engine)
     allowed = data.bma_allowed_days()
     months = data.period_months(24, TODAY)
-    table = data.bma(LEAD, site=None, department=None, months=24, today=TODAY).counts
+    tables = {}
+    for path in PATHS:
+        _use(engine, path)
+        tables[path] = data.bma(LEAD, site=None, department=None, months=24, today=TODAY).counts
+    pd.testing.assert_frame_equal(tables["tables"], tables["facts"])
+    table = tables["facts"]
     by_patient = {p["id"]: p for p in patients}
     given = {}
     for d in sorted((d for d in doses if d["sre_prevention"]), key=lambda d: (d["given_on"], d["id"])):
@@ -277,8 +327,9 @@ def test_bma_measures_match_a_plain_reckoning(app_db):
             if not bone or p["registered_on"] > moment or (end is not None and end <= moment):
                 continue
             eligible += 1
-            if any(moment - timedelta(days=calc.BMA_COVER_DAYS) < d["given_on"] <= moment
-                   for d in given.get(p["id"], [])):
+            if any(
+                moment - timedelta(days=calc.BMA_COVER_DAYS) < d["given_on"] <= moment for d in given.get(p["id"], [])
+            ):
                 covered += 1
         evaluated = on_time = 0
         for pid, series in given.items():
@@ -287,8 +338,13 @@ def test_bma_measures_match_a_plain_reckoning(app_db):
                     continue
                 evaluated += 1
                 regimen = by_patient[pid]["zoledronic_regimen"]
-                limit = (allowed["zoledronic_q12w"] if dose["agent"] == "zoledronic_acid" and regimen == "q12w"
-                         else allowed["zoledronic_q4w"] if dose["agent"] == "zoledronic_acid" else allowed["denosumab"])
+                limit = (
+                    allowed["zoledronic_q12w"]
+                    if dose["agent"] == "zoledronic_acid" and regimen == "q12w"
+                    else allowed["zoledronic_q4w"]
+                    if dose["agent"] == "zoledronic_acid"
+                    else allowed["denosumab"]
+                )
                 on_time += (dose["given_on"] - previous["given_on"]).days <= limit
         assert (table.loc[month, "eligible"], table.loc[month, "covered"]) == (eligible, covered), month
         assert (table.loc[month, "evaluated"], table.loc[month, "on_time"]) == (evaluated, on_time), month
@@ -309,31 +365,91 @@ def test_alert_response_measures(app_db):
     engine = app_db["engine"]
     opened = (NOW.replace(day=1) - timedelta(days=20)).replace(hour=8, minute=0, second=0, microsecond=0)
     with engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(text(
-            "SELECT id FROM alert WHERE severity = 'high' ORDER BY id LIMIT 12")).all()]
+        ids = [
+            r[0] for r in conn.execute(text("SELECT id FROM alert WHERE severity = 'high' ORDER BY id LIMIT 12")).all()
+        ]
         assert len(ids) == 12
         listed = "(" + ", ".join(map(str, ids)) + ")"
         conn.execute(text(f"UPDATE alert SET opened_at = :o WHERE id IN {listed}"), {"o": opened})
         for k, alert_id in enumerate(ids[:6]):  # acknowledged after 2 h, done after 24 + k hours (in target)
-            conn.execute(text("UPDATE alert SET status = 'done', acknowledged_at = :a, closed_at = :c WHERE id = :i"),
-                         {"a": opened + timedelta(hours=2), "c": opened + timedelta(hours=24 + k), "i": alert_id})
+            conn.execute(
+                text("UPDATE alert SET status = 'done', acknowledged_at = :a, closed_at = :c WHERE id = :i"),
+                {"a": opened + timedelta(hours=2), "c": opened + timedelta(hours=24 + k), "i": alert_id},
+            )
         for alert_id in ids[6:8]:  # done after 8 days without acknowledgement (late)
-            conn.execute(text("UPDATE alert SET status = 'done', closed_at = :c WHERE id = :i"),
-                         {"c": opened + timedelta(days=8), "i": alert_id})
-        conn.execute(text("UPDATE alert SET status = 'resolved', closed_at = :c WHERE id = :i"),
-                     {"c": opened + timedelta(days=1), "i": ids[8]})  # condition cleared in time: not judged
-        conn.execute(text("UPDATE alert SET status = 'dismissed', closed_at = :c WHERE id = :i"),
-                     {"c": opened + timedelta(days=9), "i": ids[9]})  # dismissed late: responded, not acted
-    st.cache_data.clear()
-    table = data.alert_response(LEAD, site=None, department=None, months=12, now=NOW)
-    key = (opened.strftime("%Y-%m"), "high")
-    row, derived = table.counts.loc[key], table.derived.loc[key]
-    assert row["opened"] == 12
-    assert row["responded"] == 9 and row["done"] == 8
-    assert row["judged"] == 11 and row["acted"] == 6 and row["not_acted"] == 5
-    assert derived["acted_share"] == pytest.approx(6 / 11)
-    assert derived["median_response_hours"] == 2  # 2 h ×6, 192 h ×2, 216 h: the 5th of 9
-    assert derived["median_done_hours"] == 27  # 24, 25, 26, 27 | 28, 29, 192, 192: the lower middle
+            conn.execute(
+                text("UPDATE alert SET status = 'done', closed_at = :c WHERE id = :i"),
+                {"c": opened + timedelta(days=8), "i": alert_id},
+            )
+        conn.execute(
+            text("UPDATE alert SET status = 'resolved', closed_at = :c WHERE id = :i"),
+            {"c": opened + timedelta(days=1), "i": ids[8]},
+        )  # condition cleared in time: not judged
+        conn.execute(
+            text("UPDATE alert SET status = 'dismissed', closed_at = :c WHERE id = :i"),
+            {"c": opened + timedelta(days=9), "i": ids[9]},
+        )  # dismissed late: responded, not acted
+    for path in PATHS:
+        _use(engine, path)
+        st.cache_data.clear()
+        table = data.alert_response(LEAD, site=None, department=None, months=12, now=NOW)
+        key = (opened.strftime("%Y-%m"), "high")
+        row, derived = table.counts.loc[key], table.derived.loc[key]
+        assert row["opened"] == 12, path
+        assert row["responded"] == 9 and row["done"] == 8, path
+        assert row["judged"] == 11 and row["acted"] == 6 and row["not_acted"] == 5, path
+        assert derived["acted_share"] == pytest.approx(6 / 11), path
+        assert derived["median_response_hours"] == 2, path  # 2 h ×6, 192 h ×2, 216 h: the 5th of 9
+        assert derived["median_done_hours"] == 27, path  # 24, 25, 26, 27 | 28, 29, 192, 192: the lower middle
+
+
+@pytest.mark.parametrize(
+    ("site", "department"),
+    [(None, None), ("breast", None), (None, "orthopaedics"), (data.NO_SITE, None), ("lung_nsclc", "oncology")],
+)
+def test_monthly_tables_give_the_live_numbers(app_db, site, department):
+    """The page's two sources agree for every filter: the tables rebuilt today and the live aggregates."""
+    engine = app_db["engine"]
+    results = {}
+    for path in PATHS:
+        _use(engine, path)
+        results[path] = (
+            data.bma(LEAD, site=site, department=department, months=120, today=TODAY),
+            data.alert_response(LEAD, site=site, department=department, months=24, now=NOW),
+            *(
+                data.incidence(LEAD, site=site, department=department, months=m, definition=d, today=TODAY)
+                for m in (12, 60)
+                for d in ("core", "extended")
+            ),
+        )
+    tables, facts = results["tables"], results["facts"]
+    for got, want in zip(tables[:2], facts[:2], strict=True):
+        pd.testing.assert_frame_equal(got.counts, want.counts)
+        pd.testing.assert_frame_equal(got.derived, want.derived)
+    assert tables[0].counts["eligible"].sum() > 0 or site == data.NO_SITE  # the comparison is not of empty tables
+    for got, want in zip(tables[2:], facts[2:], strict=True):
+        assert (got.excluded, got.patients) == (want.excluded, want.patients)
+        pd.testing.assert_frame_equal(got.curves.incidence, want.curves.incidence)
+        pd.testing.assert_frame_equal(got.curves.at_risk, want.curves.at_risk)
+
+
+def test_tables_serve_the_page_only_while_current(app_db):
+    """Rebuilt today or yesterday in the same month: tables; older, or last month: the facts."""
+    engine = app_db["engine"]
+    day = date(2026, 5, 2)
+    # (as of, page day, current): the clinic's day may run a day ahead of the page's UTC day
+    cases = [
+        (day, day, True),
+        (date(2026, 5, 1), day, True),
+        (date(2026, 4, 30), date(2026, 5, 1), False),
+        (date(2026, 5, 3), day, True),
+        (date(2026, 4, 29), date(2026, 4, 30), True),
+        (date(2026, 5, 29), date(2026, 5, 31), False),
+    ]
+    for as_of, page_day, current in cases:
+        refresh_trend_tables(engine, as_of, now=NOW)
+        with engine.connect() as conn:
+            assert data.tables_current(conn, page_day) == current, (as_of, page_day)
 
 
 def test_empty_database_shows_every_view_without_error(db_url, monkeypatch):
