@@ -61,6 +61,18 @@ def executemany(conn: Connection, text: str, rows: Iterable[Sequence[Any]]) -> i
     return len(rows)
 
 
+def executemany_count(conn: Connection, text: str, rows: Sequence[Sequence[Any]]) -> int:
+    """``executemany`` returning how many rows the statements changed in all."""
+    if not rows:
+        return 0
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql(conn, text), rows)
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
 def execute(conn: Connection, text: str, params: Sequence[Any] = ()) -> int:
     cursor = conn.connection.cursor()
     try:

@@ -502,6 +502,20 @@ class Alert(SQLModel, table=True):
         sa.Index("ix_alert_assignee_status", "assigned_to_id", "status"),
         # Covers the Trends page's active-alert burden (status → patient's nurse, severity, assignee).
         sa.Index("ix_alert_status_patient", "status", "patient_id", "severity", "assigned_to_id"),
+        # The incremental run's wake-ups (a snooze ending, an escalation falling due): small partial
+        # indexes, so finding them does not read every active alert.
+        sa.Index(
+            "ix_alert_snooze_ends",
+            "snoozed_until",
+            sqlite_where=sa.text("status = 'snoozed'"),
+            postgresql_where=sa.text("status = 'snoozed'"),
+        ),
+        sa.Index(
+            "ix_alert_escalation_due",
+            "escalate_at",
+            sqlite_where=sa.text("status = 'open' AND escalated_at IS NULL"),
+            postgresql_where=sa.text("status = 'open' AND escalated_at IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
