@@ -48,10 +48,12 @@ def step_full(url: str) -> dict:
     # The recompute proper (scores, snapshots, alerts, the run record), then the leads' trend
     # tables that the daily full run rebuilds after it, timed on their own.
     result = recompute(engine, full=True, now=NOW, trigger="bench", refresh_trends=False)
+    recompute_peak = _peak_rss_mb()  # ru_maxrss only grows: this is the recompute's own peak
     start = time.perf_counter()
     refresh_trend_tables(engine, clinical_day(NOW), now=NOW)
     return {
         "seconds": result.seconds,
+        "recompute_peak_rss_mb": recompute_peak,
         "trend_refresh_s": time.perf_counter() - start,
         "alerts_opened": result.alerts_opened,
         "written": result.snapshots_written,

@@ -158,7 +158,7 @@ class DemoUser(NamedTuple):
 #: The demo accounts (shown on the login page in demo mode; never use them in production).
 DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("admin", "Demo Administrator", "admin", None, "admin-demo-pass"),
-    DemoUser("lead", "Dr Hanako Mori (department lead)", "lead", "oncology", "lead-demo-pass"),
+    DemoUser("lead", "Dr Hanako Mori", "lead", "oncology", "lead-demo-pass"),
     DemoUser("physician1", "Dr Kenji Tanaka", "physician", "oncology", "physician-demo-pass"),
     DemoUser("physician2", "Dr Emily Carter", "physician", "orthopaedics", "physician-demo-pass"),
     DemoUser("nurse1", "Yui Sato", "nurse", "oncology", "nurse-demo-pass"),

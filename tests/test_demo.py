@@ -392,6 +392,8 @@ def test_same_seed_gives_the_same_data_on_any_backend_and_with_the_producer_thre
 
 
 def test_schema_is_still_the_alembic_head_and_settings_are_restored(db_url):
+    from db.engine import SQLITE_CACHE_KIB
+
     engine = get_engine(db_url)
     generate_demo(engine, patients=50, today=TODAY)
     proc = subprocess.run(
@@ -406,7 +408,7 @@ def test_schema_is_still_the_alembic_head_and_settings_are_restored(db_url):
             for conn in connections:
                 settings = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
                             for p in ("journal_mode", "synchronous", "foreign_keys", "cache_size", "threads")}
-                assert settings == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "cache_size": -2000,
+                assert settings == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "cache_size": -SQLITE_CACHE_KIB,
                                     "threads": 0}
         finally:
             for conn in connections:
