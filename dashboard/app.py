@@ -108,7 +108,8 @@ def _freshness_banner() -> None:
         return
     interval = timedelta(seconds=int(os.environ.get("SCHEDULER_INCREMENTAL_SECONDS", "900")))
     age = common.now() - run.finished_at
-    if age > interval * 2:
+    # Older than its interval, with a few minutes' grace for the next run's own duration and start.
+    if age > interval + min(interval, timedelta(minutes=5)):
         minutes = int(age.total_seconds() // 60)
         st.warning(tr.t("app.stale", age=f"{minutes // 60} h {minutes % 60} min",
                         interval=f"{int(interval.total_seconds() // 60)} min"))

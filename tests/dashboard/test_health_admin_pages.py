@@ -2,7 +2,7 @@
 
 Runs are inserted and dated here, the audit trail is tampered with here, and
 each expectation is a query of the database or the requirement (scores are
-stale when the last successful recompute is older than its interval allows).
+stale when the last successful recompute is older than its interval and a 5-minute grace).
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def test_health_lists_the_recompute_runs_with_failed_and_missed_counts(app_db):
         (3, None, True),  # three hours without a successful run at the default 15-minute interval
         (0, None, False),  # a run just finished
         (3, 4 * 3600, False),  # three hours is within a 4-hour interval
+        (1, 45 * 60, True),  # an hour is past a 45-minute interval and its 5-minute grace
+        (1, 3600, False),  # an hour at a 1-hour interval: the next run may still be running
     ],
 )
 def test_stale_data_banner_follows_the_last_successful_run_and_its_interval(
