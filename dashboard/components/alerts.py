@@ -72,7 +72,7 @@ def alert_actions(identity: Identity, patient_id: int, *, key: str) -> None:
                           key=f"{key}-act-on")
     row = by_id[chosen]
     prefix = f"{key}-{row.id}"
-    cols = st.columns(5)
+    cols = st.columns(6)
     if row.status == "open" and cols[0].button(tr.t("alerts.acknowledge"), key=f"{prefix}-ack", type="primary"):
         if _do(service.acknowledge_alert, identity, row.id, version=row.version):
             st.rerun()
@@ -100,7 +100,17 @@ def alert_actions(identity: Identity, patient_id: int, *, key: str) -> None:
             if st.form_submit_button(tr.t("alerts.escalate")):
                 if _do(service.escalate_alert, identity, row.id, version=row.version, to_user_id=to_user, note=note):
                     st.rerun()
-    with cols[4].popover(tr.t("alerts.dismiss")):
+    with cols[4].popover(tr.t("alerts.assign")):
+        with st.form(f"{prefix}-assign-form"):
+            staff = {p["id"]: p["display_name"] for p in (*data.nurses(identity.department),
+                                                          *data.physicians(identity.department))}
+            to_user = st.selectbox(tr.t("alerts.assign_to"), list(staff), format_func=staff.get) if staff else None
+            if st.form_submit_button(tr.t("alerts.assign")):
+                if to_user is None:
+                    st.error(tr.t("alerts.assign_nobody"))
+                elif _do(service.assign_alert, identity, row.id, version=row.version, to_user_id=to_user):
+                    st.rerun()
+    with cols[5].popover(tr.t("alerts.dismiss")):
         with st.form(f"{prefix}-dismiss-form"):
             reason = st.text_input(tr.t("alerts.reason"), key=f"{prefix}-dismiss-reason")
             if st.form_submit_button(tr.t("alerts.dismiss")):

@@ -212,3 +212,35 @@ def test_csv_export_is_offered_and_no_cell_starts_a_formula(app_db, monkeypatch)
     assert not [cell for cell in cells if cell.startswith(DANGEROUS_PREFIXES)]
     exported = {r[0]: r for r in rows[1:]}
     assert exported[mrn][list(table.columns).index(NAME)] == '\'=HYPERLINK("http://evil.example","x") +1'
+
+
+def test_assigning_an_alert_to_a_colleague_stores_the_assignee_and_is_audited(app_db):
+    engine, nurse = app_db["engine"], app_db["users"]["nurse1"]
+    patient_id, mrn = _patient(engine, nurse, 2)
+    alert_id, rule_id, _, _ = _open_alerts(engine, nurse)[mrn][0]
+    with engine.connect() as conn:
+        department = conn.execute(text("SELECT department FROM app_user WHERE id = :n"), {"n": nurse}).scalar()
+        colleagues = dict(
+            conn.execute(
+                text(
+                    "SELECT id, display_name FROM app_user WHERE role IN ('nurse', 'physician') AND active = :t "
+                    "AND department = :d"
+                ),
+                {"t": True, "d": department},
+            ).all()
+        )
+    at = _open(app_db, patient_id)
+    at.selectbox(key="caseload-act-on").set_value(alert_id).run()
+    form = f"caseload-{alert_id}-assign-form"
+    choice = [s for s in at.selectbox if s.label == EN.t("alerts.assign_to")]
+    assert len(choice) == 1 and set(choice[0].options) == set(colleagues.values())
+    other = next(uid for uid in colleagues if uid != nurse)
+    choice[0].set_value(other)
+    [b for b in at.button if b.proto.form_id == form][0].click().run()
+    assert not at.exception, at.exception
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT assigned_to_id, status FROM alert WHERE id = :id"), {"id": alert_id}
+        ).one()
+    assert (stored.assigned_to_id, stored.status) == (other, "open")  # assigned, still open
+    assert audit_count(engine, actor="nurse1", action="alert.assign", patient_id=patient_id) == 1
