@@ -42,7 +42,21 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the database to the head revision (creates every table on an empty database)."""
+    """Bring the database to the head revision (creates every table on an empty database).
+
+    A database stamped with a revision this code does not know (made by a newer or
+    a different version of the product) is refused with :class:`SchemaOutOfDate`.
+    """
+    current = current_revision(engine)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "db" / "migrations"))
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaOutOfDate(
+            f"the database {engine.url.render_as_string(hide_password=True)} is at revision {current}, which this "
+            "version of the product does not know (a newer or different version made it); it cannot be upgraded. "
+            "Use the version that made it, or restore a backup made by this version."
+        )
     with engine.begin() as conn:
         config = alembic_config(engine)
         config.attributes["connection"] = conn

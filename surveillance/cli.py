@@ -147,11 +147,15 @@ class Progress:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from db.schema import current_revision, head_revision, upgrade
+    from db.schema import SchemaOutOfDate, current_revision, head_revision, upgrade
 
     engine = _engine(args, check_schema=False)
     before = current_revision(engine)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except SchemaOutOfDate as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"database at revision {head_revision()} (was {before or 'empty'})", file=sys.stderr)
     return EXIT_OK
 

@@ -1,5 +1,6 @@
 """The store itself: migrations, the schema check, and the SQLite settings of design.md."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,22 @@ def test_round_trip_keeps_dates_and_utc(engine):
         patient = session.exec(__import__("sqlmodel").select(Patient).where(Patient.mrn == "RT1")).one()
         assert patient.birth_date == date(1950, 2, 3)
         assert patient.created_at.utcoffset().total_seconds() == 0
+
+
+def test_db_upgrade_refuses_a_revision_it_does_not_know_with_a_plain_message(tmp_path):
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('ffffffffffff')"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "surveillance", "db", "upgrade"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": url},
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "revision ffffffffffff" in proc.stderr and "does not know" in proc.stderr
+    assert current_revision(engine) == "ffffffffffff"  # nothing was touched
