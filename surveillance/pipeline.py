@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +45,7 @@ from db.models import utcnow
 from surveillance.batch import BatchScorer
 from surveillance.calendar import clinical_day
 from surveillance.rules import Evaluation, Frame, evaluate, load_rules
-from surveillance.rules.engine import RULE_ORDER, SEVERITY_ORDER, mask_max
+from surveillance.rules.engine import RULE_ORDER, alert_summary, mask_max, totals_of
 from surveillance.rules.schema import RuleSet
 from surveillance.scoring import ENGINE_VERSION
 from surveillance.scoring.sins import TABLE as SINS_TABLE
@@ -697,63 +697,18 @@ def _plan_alerts(
     return _AlertPlan(inserts, updates, resolves, open_rows)
 
 
-def _aware(value: datetime) -> datetime:
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _snapshot_rows(batch: _Batch, scored, evaluation: Evaluation, plan: _AlertPlan, ruleset: RuleSet) -> dict[str, Any]:
     """Snapshot columns for the batch (numpy), priority from the alerts left open."""
     n = len(batch.ids)
-    weights = ruleset.severity_weights
-    severities = sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.__getitem__)
-    priority = np.zeros(n, dtype=np.int64)
-    open_count = np.zeros(n, dtype=np.int64)
-    critical = np.zeros(n, dtype=np.int64)
-    # The open alerts of a row as one number: a base-5 digit per rule (0: none, 1 + severity order).
-    combination = np.zeros(n, dtype=np.int64) if len(RULE_ORDER) <= 27 else None
-    digits = []
-    for rule_id in RULE_ORDER:
-        rows = plan.open_rows.get(rule_id, np.zeros(0, dtype=np.int64))
-        digit = np.zeros(n, dtype=np.int64)
-        if len(rows):
-            order = np.fromiter(
-                (SEVERITY_ORDER[v] for v in evaluation.severity[rule_id][rows]), dtype=np.int64, count=len(rows)
-            )
-            digit[rows] = order + 1
-            priority[rows] += np.array([weights[v] for v in severities], dtype=np.int64)[order]
-            open_count[rows] += 1
-            critical[rows] += order == SEVERITY_ORDER["critical"]
-        digits.append(digit)
-        if combination is not None:
-            combination = combination * 5 + digit
-    if combination is not None:
-        distinct, inverse = np.unique(combination, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    else:  # pragma: no cover - more rules than one int64 key holds
-        distinct, inverse = np.unique(np.stack(digits, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    titles = [ruleset.rule(rule_id).title for rule_id in RULE_ORDER]
-    texts = []
-    for code in distinct.tolist() if combination is not None else distinct:
-        if combination is not None:
-            row_digits = []
-            for _ in RULE_ORDER:
-                code, d = divmod(code, 5)
-                row_digits.append(d)
-            row_digits.reverse()
-        else:  # pragma: no cover
-            row_digits = list(code)
-        reasons = sorted((d - 1, titles[i]) for i, d in enumerate(row_digits) if d)
-        texts.append("; ".join(t for _, t in reasons)[:512] if reasons else None)
-    reason_text = np.array(texts, dtype=object)[inverse]
+    open_alerts = alert_summary(plan.open_rows, evaluation.severity, ruleset, n)
+    reason_text = np.array([text[:512] or None for text in open_alerts.reasons.tolist()], dtype=object)
     masks = scored.masks
     sins_mask = scored.sins_worst_mask
     sins_max = mask_max(sins_mask)
     single = (sins_mask != 0) & ((sins_mask & (sins_mask - 1)) == 0)
     distinct_masks, mask_index = np.unique(sins_mask, return_inverse=True)
     categories = np.array(
-        [SINS_TABLE.band_of(_totals(m)) if m else None for m in distinct_masks.tolist()], dtype=object
+        [SINS_TABLE.band_of(totals_of(m)) if m else None for m in distinct_masks.tolist()], dtype=object
     )[mask_index.reshape(-1)]
     grades = np.array([None, "0", "1a", "1b", "1c", "2", "3"], dtype=object)  # rank -1 (unknown) .. 5
     bilsky = grades[np.clip(scored.bilsky_worst_rank, -1, 5) + 1]
@@ -777,9 +732,9 @@ def _snapshot_rows(batch: _Batch, scored, evaluation: Evaluation, plan: _AlertPl
         "last_imaging_on": p["last_imaging_on"],
         "next_imaging_due": evaluation.next_imaging_due,
         "recheck_on": evaluation.recheck_on,
-        "open_alerts": open_count,
-        "critical_alerts": critical,
-        "priority": priority,
+        "open_alerts": open_alerts.count,
+        "critical_alerts": open_alerts.critical,
+        "priority": open_alerts.priority,
         "alert_reasons": reason_text,
         "next_bma_due": next_bma,
     }
@@ -790,10 +745,6 @@ def _snapshot_rows(batch: _Batch, scored, evaluation: Evaluation, plan: _AlertPl
         columns[f"{column}_total"] = np.where(one, mask_max(mask), -1)
         columns[f"{column}_band"] = scored.bands[system]
     return columns
-
-
-def _totals(mask: int) -> list[int]:
-    return [t for t in range(32) if mask >> t & 1]
 
 
 def _to_db_rows(columns: dict[str, Any], names: list[str], n: int, fixed: dict[str, Any]) -> list[tuple]:

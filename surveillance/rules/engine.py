@@ -878,9 +878,9 @@ RULE_ORDER = [
     "separation-margin-lt3mm",
     "prognosis-poor",
 ]
-# evaluate() records which rules fire on a row as bits of one int64.
-if len(RULE_ORDER) > 63:
-    raise RuntimeError("more than 63 rules: widen evaluate()'s fired_bits")
+# alert_summary() records a row's alerts as one base-5 digit per rule in one int64.
+if len(RULE_ORDER) > 27:
+    raise RuntimeError("more than 27 rules: widen alert_summary()'s key")
 
 
 # ---------------------------------------------------------------------------
@@ -1011,17 +1011,54 @@ class Evaluation:
         return [self.decision(rule_id, row) for rule_id in RULE_ORDER if self.outputs[rule_id].fired[row]]
 
 
-def _reasons_text(fired_bits: np.ndarray, titles: list[str]) -> np.ndarray:
-    """The titles of the rules that fire on each row (bit ``i``: ``titles[i]``), joined by "; "."""
-    combos, codes = np.unique(fired_bits, return_inverse=True)
+@dataclass
+class AlertSummary:
+    """Per row: the priority (sum of severity weights), counts and reasons of a set of alerts."""
+
+    priority: np.ndarray
+    count: np.ndarray
+    critical: np.ndarray
+    reasons: np.ndarray  # titles, most severe first, then by title, joined by "; " ("" for none)
+
+
+def alert_summary(
+    rows_by_rule: dict[str, np.ndarray], severity: dict[str, np.ndarray], ruleset: RuleSet, n: int
+) -> AlertSummary:
+    """Summarise the alerts at ``rows_by_rule[rule_id]`` (their severities in ``severity``) for ``n`` rows.
+
+    One definition for the rule engine (every firing) and the pipeline (the
+    alerts left open, which make the caseload's priority and "why").  A row's
+    alerts become one base-5 number (a digit per rule: 0 none, 1 + severity
+    order), so the reasons text is built once per distinct combination.
+    """
+    weights = ruleset.severity_weights
+    by_order = sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.__getitem__)
+    weight_of = np.array([weights.get(name, 0) for name in by_order], dtype=np.int64)
+    priority = np.zeros(n, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    critical = np.zeros(n, dtype=np.int64)
+    key = np.zeros(n, dtype=np.int64)
+    for rule_id in RULE_ORDER:
+        digit = np.zeros(n, dtype=np.int64)
+        rows = rows_by_rule.get(rule_id)
+        if rows is not None and len(rows):
+            order = _rank(severity[rule_id][rows], SEVERITY_ORDER)
+            digit[rows] = order + 1
+            priority[rows] += weight_of[order]
+            count[rows] += 1
+            critical[rows] += order == SEVERITY_ORDER["critical"]
+        key = key * 5 + digit
+    titles = [ruleset.rule(rule_id).title for rule_id in RULE_ORDER]
+    combos, codes = np.unique(key, return_inverse=True)
     texts = []
     for combo in combos.tolist():
-        text = ""
-        for i, title in enumerate(titles):
-            if combo >> i & 1:
-                text = title if text == "" else text + "; " + title
-        texts.append(text)
-    return _pick(codes.reshape(fired_bits.shape), texts)
+        found = []
+        for title in reversed(titles):
+            combo, digit = divmod(combo, 5)
+            if digit:
+                found.append((digit, title))
+        texts.append("; ".join(title for _digit, title in sorted(found)))
+    return AlertSummary(priority, count, critical, _pick(codes.reshape(key.shape), texts))
 
 
 def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Evaluation:
@@ -1038,38 +1075,23 @@ def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Eva
         due=due,
     )
     severity: dict[str, np.ndarray] = {}
-    weights = ruleset.severity_weights
-    priority = np.zeros(frame.n, dtype=np.int64)
-    open_count = np.zeros(frame.n, dtype=np.int64)
-    critical = np.zeros(frame.n, dtype=np.int64)
     next_changes = [tier_change]
-    # Which rules fire on each row, one bit per rule in RULE_ORDER: the reasons text is built once
-    # per distinct combination rather than concatenated row by row.
-    fired_bits = np.zeros(frame.n, dtype=np.int64)
-    for bit, rule_id in enumerate(RULE_ORDER):
+    for rule_id in RULE_ORDER:
         fn, _ = _RULES[rule_id]
         r = ruleset.rule(rule_id)
         out = fn(frame, r.params, today, ctx)
         ctx.outputs[rule_id] = out
         sev = _objects(frame.n, r.severity)
-        rows = np.flatnonzero(out.fired)
-        open_count[rows] += 1
-        fired_bits[rows] |= 1 << bit
-        if out.severity is None:
-            priority[rows] += weights.get(r.severity, 0)
-            critical[rows] += r.severity == "critical"
-        else:
+        if out.severity is not None:
             override = out.severity != None  # noqa: E711 - element-wise on the object array
             sev[override] = out.severity[override]
-            fired_sev = sev[rows]
-            for name, weight in weights.items():
-                priority[rows[fired_sev == name]] += weight
-            critical[rows] += fired_sev == "critical"
         severity[rule_id] = sev
         if out.next_change is not None:
             next_changes.append(out.next_change)
     recheck = _earliest_future(today, *next_changes)
-    reasons = _reasons_text(fired_bits, [ruleset.rule(rule_id).title for rule_id in RULE_ORDER])
+    fired = alert_summary(
+        {rule_id: np.flatnonzero(out.fired) for rule_id, out in ctx.outputs.items()}, severity, ruleset, frame.n
+    )
     overdue = _days_since(today, due)
     return Evaluation(
         frame=frame,
@@ -1080,11 +1102,11 @@ def evaluate(frame: Frame, ruleset: RuleSet, today: date | np.datetime64) -> Eva
         days_overdue=np.where(overdue >= 0, overdue, np.nan),
         outputs=ctx.outputs,
         severity=severity,
-        priority=priority,
+        priority=fired.priority,
         recheck_on=np.where(frame.active, recheck, NaT).astype("datetime64[D]"),
-        open_count=open_count,
-        critical_count=critical,
-        reasons=reasons,
+        open_count=fired.count,
+        critical_count=fired.critical,
+        reasons=fired.reasons,
     )
 
 
