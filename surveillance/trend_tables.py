@@ -469,7 +469,14 @@ def _month_text(months: np.ndarray) -> list[str]:
 
 
 def person_time_rows(
-    site: np.ndarray, sites: np.ndarray, start: np.ndarray, end: np.ndarray, today: np.datetime64
+    site: np.ndarray,
+    sites: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    today: np.datetime64,
+    *,
+    since: np.datetime64 | None = None,
+    weight: np.ndarray | None = None,
 ) -> list[tuple]:
     """(month, site, patient-days) for every month with person-time, from a daily census per site.
 
@@ -478,19 +485,23 @@ def person_time_rows(
     Each patient adds +1 to their site's census on ``start`` and −1 the day
     after ``min(end, today)``; a cumulative sum gives the patients under
     surveillance each day, summed per calendar month.  Nothing is counted for a
-    patient who starts after that last day.
+    patient who starts after that last day.  ``since`` counts only from that
+    day on; ``weight`` lets one row stand for several identical patients.
     """
     stop = np.minimum(np.where(np.isnat(end), today, end), today)
+    if since is not None:
+        start = np.maximum(start, since)
     keep = ~np.isnat(start) & (stop >= start)
     if not keep.any():
         return []
     start, stop, site_code = start[keep], stop[keep], site[keep]
-    first = start.astype("datetime64[M]").min().astype("datetime64[D]")
+    counts = None if weight is None else np.asarray(weight, dtype=np.int64)[keep]
+    first = since if since is not None else start.astype("datetime64[M]").min().astype("datetime64[D]")
     width = int((today - first) // _DAY) + 2  # days first..today, and the day after today
     offset = site_code * width
     size = len(sites) * width
-    census = np.bincount(offset + (start - first) // _DAY, minlength=size)
-    census -= np.bincount(offset + (stop - first) // _DAY + 1, minlength=size)
+    census = np.bincount(offset + (start - first) // _DAY, weights=counts, minlength=size).astype(np.int64)
+    census -= np.bincount(offset + (stop - first) // _DAY + 1, weights=counts, minlength=size).astype(np.int64)
     daily = census.reshape(len(sites), width).cumsum(axis=1)[:, : width - 1]
     months, month_starts = np.unique(_month(first + np.arange(width - 1) * _DAY), return_index=True)
     per_month = np.add.reduceat(daily, month_starts, axis=1)

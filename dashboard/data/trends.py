@@ -263,37 +263,27 @@ def _sre_counts_from_facts(
 
 
 def _person_days(frame: pd.DataFrame, since: date, today: date) -> pd.DataFrame:
-    """Patient-days per month and site from (site, start, end, n) — ``refresh_trend_tables``' definition.
+    """Patient-days per month and site from (site, start, end, n), ``since`` to ``today``.
 
-    A daily census (+n on the start day, −n the day after the end; both days
-    count) summed per month, from ``since`` to ``today``.
+    The trend tables' own census (:func:`surveillance.trend_tables.person_time_rows`),
+    on the department's patients grouped by (site, start, end).
     """
     columns = ["month", "primary_site", "patient_days"]
     if not len(frame):
         return pd.DataFrame(columns=columns)
     start = pd.to_datetime(frame["start"].map(lambda v: str(v)[:10])).to_numpy("datetime64[D]")
     end = pd.to_datetime(frame["end"].map(lambda v: None if v is None else str(v)[:10])).to_numpy("datetime64[D]")
-    first, last = np.datetime64(since, "D"), np.datetime64(today, "D")
-    end = np.where(np.isnat(end), last, end)
-    s, e = np.maximum(start, first), np.minimum(end, last)
-    ok = (end >= start) & (e >= s)
-    sites, site_index = np.unique(frame["primary_site"].to_numpy(dtype=str)[ok], return_inverse=True)
-    weight = frame["n"].to_numpy(dtype=np.int64)[ok]
-    n_days = int((last - first).astype(np.int64)) + 1
-    census = np.zeros((len(sites), n_days + 1), dtype=np.int64)
-    np.add.at(census, (site_index, (s[ok] - first).astype(np.int64)), weight)
-    np.add.at(census, (site_index, (e[ok] - first).astype(np.int64) + 1), -weight)
-    daily = census.cumsum(axis=1)[:, :n_days]
-    day_months = (first + np.arange(n_days)).astype("datetime64[M]")
-    months, starts = np.unique(day_months, return_index=True)
-    per_month = np.add.reduceat(daily, starts, axis=1) if n_days else np.zeros((len(sites), 0), dtype=np.int64)
-    out = [
-        (str(m)[:7], site, int(per_month[i, j]))
-        for i, site in enumerate(sites)
-        for j, m in enumerate(months)
-        if per_month[i, j]
-    ]
-    return pd.DataFrame(out, columns=columns)
+    codes, sites = pd.factorize(frame["primary_site"].to_numpy(dtype=object))
+    rows = tables.person_time_rows(
+        codes.astype(np.int64),
+        np.asarray(sites, dtype=object),
+        start,
+        end,
+        np.datetime64(today, "D"),
+        since=np.datetime64(since, "D"),
+        weight=frame["n"].to_numpy(dtype=np.int64),
+    )
+    return pd.DataFrame([(month[:7], site, days) for month, site, days in rows], columns=columns)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=64)
