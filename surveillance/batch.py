@@ -509,7 +509,8 @@ class BatchScorer:
 
         site_tuples = self._site_tuples
         tok, kat = masks["revised_tokuhashi"], masks["new_katagiri"]
-        width = max(int(kat.max()).bit_length(), 1)
+        # A fixed packing (every Katagiri total fits below bit ``width``): the cache outlives the batch.
+        width = katagiri.TABLE.maximum + 1
         survival = criterion(
             "survival",
             (tok << width) | kat,

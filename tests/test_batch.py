@@ -182,3 +182,15 @@ def test_batch_agrees_with_score_case_for_random_patients(seed):
         computable += bool(expected["new_katagiri"]["possible_totals"])
     # The random cohort is not all "cannot compute": the comparison is about real totals.
     assert computable > 100
+
+
+def test_one_scorer_across_batches_of_one_patient_keeps_every_tes_screen():
+    """The scorer's caches outlive a batch: results must not depend on what else was in the batch."""
+    cases, lesion_rows = _random_patients(4, 120)
+    scorer = BatchScorer()
+    for i, case in enumerate(cases):
+        result = scorer.score(*_columns([case], [(0, x) for j, x in lesion_rows if j == i]))
+        expected = score_case(case)
+        assert result.tes_screen[0] == expected["tes_screen"]["result"], case
+        for system in SYSTEMS:
+            assert totals_of(int(result.masks[system][0])) == list(expected[system]["possible_totals"]), (case, system)
