@@ -70,6 +70,25 @@ class AuditEvent(SQLModel, table=True):
     hash: str = Field(max_length=64, unique=True)
 
 
+class BreakGlassGrant(SQLModel, table=True):
+    """Emergency access (HIPAA 164.312(a)(2)(ii), ONC 170.315(d)(6)): one user, one patient, a reason, a time box.
+
+    Written only by ``surveillance.break_glass``; the scope checks of the data
+    layer and the service read it and honour a grant only while
+    ``granted_at <= now < expires_at``.
+    """
+
+    __tablename__ = "break_glass_grant"
+    __table_args__ = (sa.Index("ix_break_glass_grant_user_patient_expires", "user_id", "patient_id", "expires_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id")
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    reason: str = Field(max_length=1000)
+    granted_at: datetime
+    expires_at: datetime
+
+
 class AppSetting(SQLModel, table=True):
     """Small named settings kept with the data (demo mode, the audit anchor)."""
 

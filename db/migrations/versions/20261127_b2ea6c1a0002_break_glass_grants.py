@@ -6,9 +6,9 @@ Create Date: 2026-11-27 10:00:00
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-import sqlmodel  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
 
 
 revision: str = 'b2ea6c1a0002'
@@ -18,8 +18,25 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass  # placeholder reserved for: break-glass work (issue 5.2)
+    op.create_table('break_glass_grant',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('granted_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
+    sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('break_glass_grant', schema=None) as batch_op:
+        batch_op.create_index('ix_break_glass_grant_user_patient_expires', ['user_id', 'patient_id', 'expires_at'],
+                              unique=False)
+        batch_op.create_index(batch_op.f('ix_break_glass_grant_patient_id'), ['patient_id'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('break_glass_grant', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_break_glass_grant_patient_id'))
+        batch_op.drop_index('ix_break_glass_grant_user_patient_expires')
+    op.drop_table('break_glass_grant')
