@@ -155,6 +155,8 @@ class SpinalLesion(SQLModel, table=True):
     wbb_numbering: str | None = Field(default=None, max_length=24)
     assessed_on: date | None = Field(default=None)
     version: int = Field(default=1)
+    source_system: str | None = Field(default=None, max_length=64)
+    source_id: str | None = Field(default=None, max_length=128)
 
 
 class LesionAssessment(SQLModel, table=True):
@@ -186,6 +188,7 @@ class ImagingStudy(SQLModel, table=True):
     modality: str = Field(max_length=16)  # mri | ct | pet_ct | bone_scan | xray
     region: str = Field(max_length=24)  # whole_spine | cervical | thoracic | lumbar | sacral | other
     findings: str | None = Field(default=None)
+    source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -199,6 +202,7 @@ class PerformanceStatus(SQLModel, table=True):
     recorded_on: date
     ecog: int | None = Field(default=None)
     kps: int | None = Field(default=None)
+    source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -215,6 +219,8 @@ class NeuroStatus(SQLModel, table=True):
     new_deficit: bool = Field(default=False)  # new motor, sensory or bladder symptoms
     pain_suggests_cord_compression: bool = Field(default=False)
     new_spinal_pain: bool = Field(default=False)  # suggestive of metastasis, no neurological signs
+    source_system: str | None = Field(default=None, max_length=64)
+    source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -229,6 +235,7 @@ class LabResult(SQLModel, table=True):
     loinc: str | None = Field(default=None, max_length=16)
     value: float
     unit: str = Field(max_length=16)  # the canonical unit of the test (see surveillance.labs)
+    source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -247,6 +254,8 @@ class MetastaticStatus(SQLModel, table=True):
     extraspinal_bone_metastases: int | None = Field(default=None)
     vertebral_body_metastases: int | None = Field(default=None)  # explicit count; else derived from lesions
     extraspinal_pathological_fracture: bool | None = Field(default=None)
+    source_system: str | None = Field(default=None, max_length=64)
+    source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -260,6 +269,7 @@ class BmaAdministration(SQLModel, table=True):
     agent: str = Field(max_length=24)  # denosumab | zoledronic_acid | pamidronate
     dose_mg: float
     sre_prevention: bool = Field(default=True)  # False for 60 mg osteoporosis-dose denosumab
+    source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -273,6 +283,8 @@ class DentalExam(SQLModel, table=True):
     examined_on: date
     onj_suspected: bool = Field(default=False)
     findings: str | None = Field(default=None)
+    source_system: str | None = Field(default=None, max_length=64)
+    source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -291,6 +303,7 @@ class Treatment(SQLModel, table=True):
     fractions: int | None = Field(default=None)
     separation_margin_mm: float | None = Field(default=None)
     emergency: bool = Field(default=False)
+    source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -308,6 +321,7 @@ class SkeletalEvent(SQLModel, table=True):
     event_type: str = Field(max_length=40)  # surveillance.scoring.sre.SreType
     level: str | None = Field(default=None, max_length=8)
     emergency: bool = Field(default=False)
+    source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -322,6 +336,8 @@ class LocomoConditionRecord(SQLModel, table=True):
     resolved_on: date | None = Field(default=None)
     management_plan: str | None = Field(default=None, max_length=256)
     orthopaedic_review_on: date | None = Field(default=None)
+    source_system: str | None = Field(default=None, max_length=64)
+    source_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -337,6 +353,63 @@ class BoardCase(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     version: int = Field(default=1)
+
+
+# ---------------------------------------------------------------------------
+# Imports (surveillance.importing): one batch row per file; imported fact rows carry
+# source_system + source_id, unique per patient, so importing a file again changes nothing.
+# ---------------------------------------------------------------------------
+
+
+class ImportBatch(SQLModel, table=True):
+    """One imported (or rejected) file: its SHA-256 (ONC 170.315(d)(8) integrity), who, when, what."""
+
+    __tablename__ = "import_batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    file_sha256: str = Field(max_length=64, index=True)
+    file_name: str = Field(max_length=256)
+    file_format: str = Field(max_length=8)  # fhir | csv
+    actor: str = Field(max_length=64)
+    imported_at: datetime
+    status: str = Field(max_length=12)  # imported | partial | rejected | unchanged
+    entries: int = 0
+    counts: str = Field(default="{}")  # JSON: record kind -> rows written
+    issues: int = 0  # issues reported (errors + warnings)
+
+
+#: Tables whose imported rows carry (source_system, source_id): unique per patient.
+IMPORTED_FACT_TABLES = (
+    "spinal_lesion",
+    "imaging_study",
+    "performance_status",
+    "neuro_status",
+    "lab_result",
+    "metastatic_status",
+    "bma_administration",
+    "dental_exam",
+    "treatment",
+    "skeletal_event",
+    "locomo_condition",
+)
+
+sa.Index("ux_patient_source", Patient.__table__.c.source_system, Patient.__table__.c.source_id, unique=True)
+for _model in (
+    SpinalLesion,
+    ImagingStudy,
+    PerformanceStatus,
+    NeuroStatus,
+    LabResult,
+    MetastaticStatus,
+    BmaAdministration,
+    DentalExam,
+    Treatment,
+    SkeletalEvent,
+    LocomoConditionRecord,
+):
+    _t = _model.__table__
+    sa.Index(f"ux_{_t.name}_source", _t.c.patient_id, _t.c.source_system, _t.c.source_id, unique=True)
+del _model, _t
 
 
 # ---------------------------------------------------------------------------
