@@ -251,7 +251,8 @@ def cmd_recompute(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     progress = Progress("recompute")
-    result = run_recompute(engine, full=args.full, trigger="cli", progress=progress)
+    options = {"batch_size": args.batch_size} if args.batch_size else {}
+    result = run_recompute(engine, full=args.full, trigger="cli", progress=progress, **options)
     progress.done()
     if result is None:
         print("error: another recompute holds the lease (a scheduler is running it); try again later", file=sys.stderr)
@@ -383,6 +384,52 @@ def cmd_state_rebuild(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from surveillance.backup import BackupError, backup
+
+    engine = _engine(args)
+    try:
+        info = backup(engine, args.path, actor=f"cli:{_os_user()}", now=_now())
+    except BackupError as err:
+        raise InputError(str(err)) from None
+    print(
+        f"backup written: {info.path} ({info.backend}, schema {info.revision}, {info.size_bytes:,} bytes, "
+        f"sha256 {info.sha256}) in {info.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from surveillance.backup import BackupError, restore
+
+    engine = _engine(args, check_schema=False)
+    try:
+        info = restore(engine, args.path, actor=f"cli:{_os_user()}", now=_now(), confirm=args.yes)
+    except BackupError as err:
+        raise InputError(str(err)) from None
+    upgraded = f", then upgraded to {info.upgraded_to}" if info.upgraded_to else ""
+    print(
+        f"restored {info.path} (schema {info.revision}{upgraded}) in {info.seconds:.1f} s; "
+        f"audit trail: {info.audit_events:,} events, chain {'intact' if info.audit_chain_ok else 'BROKEN'}",
+        file=sys.stderr,
+    )
+    if not info.audit_chain_ok:
+        print(f"error: the restored audit chain does not verify: {info.audit_problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} must be at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m surveillance",
@@ -415,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     recompute = sub.add_parser("recompute", help="recompute scores, snapshots and alerts (incremental by default)")
     recompute.add_argument("--full", action="store_true", help="every patient, not only the changed ones")
     recompute.add_argument("--json", action="store_true", help="print the run as JSON")
+    recompute.add_argument(
+        "--batch-size", type=_positive_int, help="patients per batch (one transaction each; default 50,000 full, 5,000 incremental)"
+    )
     recompute.set_defaults(handler=cmd_recompute)
 
     alerts = sub.add_parser("alerts", help="list active alerts")
@@ -442,6 +492,18 @@ def build_parser() -> argparse.ArgumentParser:
     set_role.add_argument("username")
     set_role.add_argument("--role", required=True, choices=["nurse", "physician", "lead", "admin"])
     set_role.set_defaults(handler=cmd_users_set_role)
+
+    backup_cmd = sub.add_parser(
+        "backup", help="copy the whole database to a new file (SQLite online backup API; PostgreSQL pg_dump -Fc)"
+    )
+    backup_cmd.add_argument("path", metavar="PATH", help="the backup file to create (never overwritten)")
+    backup_cmd.set_defaults(handler=cmd_backup)
+    restore_cmd = sub.add_parser(
+        "restore", help="replace the whole database with a backup (checked first; needs --yes; audited)"
+    )
+    restore_cmd.add_argument("path", metavar="PATH", help="a file made by `backup`")
+    restore_cmd.add_argument("--yes", action="store_true", help="confirm: replace everything in DATABASE_URL")
+    restore_cmd.set_defaults(handler=cmd_restore)
 
     sub.add_parser("scheduler", help="run the scheduler service (incremental runs and a daily full run)").set_defaults(
         handler=cmd_scheduler

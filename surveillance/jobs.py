@@ -36,6 +36,16 @@ the same kind and trigger started less than ``min_gap_seconds`` ago (the
 scheduler passes half the interval for incremental runs and an hour for the
 daily full run).  Manual runs (``trigger="cli"``) are never suppressed.
 
+**Abandoned runs.**  A process killed outright (``kill -9``, power loss) cannot
+record its own failure: its ``job_run`` row stays ``running`` and its lease
+lasts until the TTL.  Every batch is one transaction, so the snapshots are
+consistent per batch; the next run that takes the lease marks such rows
+``failed`` with an "aborted" message (:func:`mark_abandoned_runs`): a
+lease-holding run's row as soon as the lease is ours (only one holder at a
+time, so any other ``running`` row with an owner is dead or has lost its
+lease), a lease-free re-score after a save (trigger ``service``, no owner)
+once it is older than the lease TTL.
+
 Owner ids are ``hostname:pid:uuid-prefix`` and a fresh one is made per run, so
 two runs in one process (the in-app scheduler and a button) exclude each other
 too.
@@ -189,6 +199,51 @@ def _last_started(engine: Engine, kind: str, trigger: str) -> datetime | None:
     return started
 
 
+ABANDONED_MESSAGE = (
+    "aborted: the process running it stopped without finishing (killed or crashed); its committed batches "
+    "stand, the rest kept their previous snapshots; noticed by {owner} at {now}"
+)
+
+
+def mark_abandoned_runs(engine: Engine, owner: str, *, now: datetime, lease_seconds: float) -> list[int]:
+    """Mark ``running`` rows of dead runs ``failed``; call only while holding the lease. Returns their ids.
+
+    A row with an owner other than ``owner`` belongs to a lease holder that is gone
+    (the lease is exclusive and its holder releases it on every exit).  A row without
+    an owner (a lease-free re-score after a save) is abandoned once it is older than
+    ``lease_seconds``; such runs last milliseconds.
+    """
+    cutoff = now - timedelta(seconds=lease_seconds)
+    with writer(engine).connect() as conn, conn.begin():
+        rows = conn.execute(select(_RUN.c.id, _RUN.c.owner, _RUN.c.started_at).where(_RUN.c.status == "running")).all()
+        dead = []
+        for row_id, row_owner, started in rows:
+            if row_owner == owner:
+                continue
+            if row_owner is None:
+                # Compared in Python: the raw driver's SQLite text form of started_at differs from Core's.
+                if isinstance(started, str):
+                    started = datetime.fromisoformat(started)
+                if started.tzinfo is None:
+                    started = started.replace(tzinfo=UTC)
+                if started >= cutoff:
+                    continue
+            dead.append(row_id)
+        if dead:
+            conn.execute(
+                update(_RUN)
+                .where(_RUN.c.id.in_(dead), _RUN.c.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    message=ABANDONED_MESSAGE.format(owner=owner, now=now.isoformat(timespec="seconds")),
+                )
+            )
+    for row_id in dead:
+        log.warning("recompute run %s was abandoned (its process died mid-run); marked failed", row_id)
+    return dead
+
+
 def run_recompute(
     engine: Engine,
     *,
@@ -225,6 +280,7 @@ def run_recompute(
         # Read the clock again now that we hold the lease: the run's started_at must not
         # precede the previous holder's release, or recorded runs would seem to overlap.
         now = clock()
+        mark_abandoned_runs(engine, owner, now=now, lease_seconds=lease_seconds)
         if min_gap_seconds > 0:
             last = _last_started(engine, kind, trigger)
             if last is not None and now - last < timedelta(seconds=min_gap_seconds):

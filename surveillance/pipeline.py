@@ -7,7 +7,10 @@ each batch is read with a handful of queries (the patient row, its
 judged by the pure rule engine, and written back in **one transaction per
 batch** with bulk statements.  A crash leaves every batch either fully written
 or untouched, so the previous snapshot stays current for every patient whose
-batch did not commit; the run is recorded in ``job_run`` as failed.
+batch did not commit; the run is recorded in ``job_run`` as failed.  ``job_run``
+counts the committed batches in each batch's own transaction, and a run whose
+process was killed outright (so it could record nothing) is marked failed as
+abandoned by the next run (:func:`surveillance.jobs.mark_abandoned_runs`).
 
 * **Full** runs visit every patient; **incremental** runs visit the patients
   whose facts changed (``recompute_queue``), whose clock crossed a date
@@ -889,6 +892,15 @@ def _process(
                 )
             if queue_upto is not None:
                 bulk.execute(conn, f"DELETE FROM recompute_queue WHERE id <= ? AND {where_other}", (queue_upto,))
+            # The run's progress, in the batch's own transaction: ``job_run`` always counts exactly the
+            # committed batches, so a run killed mid-way shows how far it got (and nothing more).
+            bulk.execute(
+                conn,
+                "UPDATE job_run SET patients = patients + ?, batches = batches + 1, "
+                "snapshots_written = snapshots_written + ?, alerts_opened = alerts_opened + ?, "
+                "alerts_resolved = alerts_resolved + ? WHERE id = ?",
+                (n, written, len(inserts), resolved, run_id),
+            )
     return {
         "patients": n,
         "snapshots_written": written,
