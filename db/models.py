@@ -70,6 +70,23 @@ class AuditEvent(SQLModel, table=True):
     hash: str = Field(max_length=64, unique=True)
 
 
+class AuditHead(SQLModel, table=True):
+    """The chain's anchor: one row (``id = 1``) holding the last event's id, hash and time and the
+    event count, advanced by ``surveillance.audit.record`` in the same transaction as each append.
+
+    Database triggers (migration ``a1d17a0e0001``) let it move only one event forward, onto an event
+    that exists and links to the old head, so cutting the chain's tail is caught by comparing with it.
+    """
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_id: int = Field(default=0)
+    last_hash: str = Field(max_length=64)
+    last_at: datetime | None = Field(default=None)
+    events: int = Field(default=0)
+
+
 class BreakGlassGrant(SQLModel, table=True):
     """Emergency access (HIPAA 164.312(a)(2)(ii), ONC 170.315(d)(6)): one user, one patient, a reason, a time box.
 

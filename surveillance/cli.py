@@ -160,6 +160,40 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_grant_app_role(args: argparse.Namespace) -> int:
+    from db.privileges import app_role_statements, grant_app_role
+
+    engine = _engine(args)
+    try:
+        if args.print:
+            statements = app_role_statements(args.role, engine.url.database or "")
+        else:
+            statements = grant_app_role(engine, args.role)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    for statement in statements:
+        print(statement + ";")
+    if not args.print:
+        print(f"role {args.role} granted least privilege (audit tables: no UPDATE/DELETE/TRUNCATE)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the chain and its anchor verify; 1 naming the first bad event otherwise."""
+    from surveillance.audit import verify
+
+    engine = _engine(args)
+    report = verify(engine, expected_head=args.expected_head, expected_count=args.expected_count)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(report.summary())
+    if not report.ok:
+        print(f"error: {report.summary()}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def _demo_state(engine) -> tuple[int, str | None]:
     """(patients in the database, the demo marker: None, "generating" or "1")."""
     from sqlalchemy import text
@@ -452,6 +486,25 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", help="migrate the database to the current schema (alembic upgrade head)").set_defaults(
         handler=cmd_db_upgrade
     )
+    grant = db_sub.add_parser(
+        "grant-app-role",
+        help="PostgreSQL: give an existing login role least privilege (no UPDATE/DELETE/TRUNCATE on the audit trail)",
+    )
+    grant.add_argument("role")
+    grant.add_argument("--print", action="store_true", help="only print the SQL")
+    grant.set_defaults(handler=cmd_db_grant_app_role)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="verify the hash chain and its anchor; exit 1 naming the first edited, deleted or reordered event, "
+        "or a truncated tail",
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON (ship it elsewhere as an anchor)")
+    verify.add_argument("--expected-head", help="a head hash from an earlier report kept outside the database")
+    verify.add_argument("--expected-count", type=int, help="the event count from that earlier report")
+    verify.set_defaults(handler=cmd_audit_verify)
 
     demo = sub.add_parser("demo", help="create the schema, fictional demo patients and demo logins, then recompute")
     demo.add_argument("--patients", type=int, default=2000, help="how many patients (default 2000)")
