@@ -284,7 +284,7 @@ class BmaAdministration(SQLModel, table=True):
     patient_id: int = Field(foreign_key="patient.id")
     given_on: date
     agent: str = Field(max_length=24)  # denosumab | zoledronic_acid | pamidronate
-    dose_mg: float
+    dose_mg: float | None = Field(default=None)  # None: an imported dose the source did not give
     sre_prevention: bool = Field(default=True)  # False for 60 mg osteoporosis-dose denosumab
     source_system: str | None = Field(default=None, max_length=64)
     source_id: str | None = Field(default=None, max_length=128)

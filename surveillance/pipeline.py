@@ -607,7 +607,15 @@ def _plan_alerts(
     fired = (
         pd.concat(pieces, ignore_index=True)
         if pieces
-        else pd.DataFrame({"row": [], "patient_id": [], "rule_id": [], "key": [], "severity": []})
+        else pd.DataFrame(
+            {
+                "row": [],
+                "patient_id": [],
+                "rule_id": pd.Series([], dtype=object),  # object like ``active``'s, so the merge accepts it
+                "key": pd.Series([], dtype=object),
+                "severity": pd.Series([], dtype=object),
+            }
+        )
     )
     fired["patient_id"] = fired["patient_id"].astype(np.int64)
     active["patient_id"] = active["patient_id"].astype(np.int64)

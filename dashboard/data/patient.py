@@ -256,8 +256,9 @@ def _timeline(_identity: Identity, key: tuple, version: int, patient_id: int) ->
         for r in conn.execute(text(
                 "SELECT given_on, agent, dose_mg FROM bma_administration WHERE patient_id = :pid "
                 "ORDER BY given_on DESC LIMIT :n"), p):
-            events.append({"kind": "bma", "start": r.given_on, "value": float(r.dose_mg),
-                           "label": f"{r.agent} {float(r.dose_mg):g} mg"})
+            dose = None if r.dose_mg is None else float(r.dose_mg)  # unknown dose (imported)
+            events.append({"kind": "bma", "start": r.given_on, "value": dose,
+                           "label": f"{r.agent} {dose:g} mg" if dose is not None else f"{r.agent} (dose not given)"})
         for r in conn.execute(text(
                 "SELECT occurred_on, event_type, level, emergency FROM skeletal_event WHERE patient_id = :pid "
                 "ORDER BY occurred_on DESC LIMIT :n"), p):

@@ -68,9 +68,15 @@ def upgrade() -> None:
             )
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.create_index('ux_patient_source', ['source_system', 'source_id'], unique=True)
+    # an imported zoledronic acid / pamidronate dose the source does not give is unknown, not invented
+    with op.batch_alter_table('bma_administration', schema=None) as batch_op:
+        batch_op.alter_column('dose_mg', existing_type=sa.Float(), nullable=True)
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM bma_administration WHERE dose_mg IS NULL")
+    with op.batch_alter_table('bma_administration', schema=None) as batch_op:
+        batch_op.alter_column('dose_mg', existing_type=sa.Float(), nullable=False)
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_index('ux_patient_source')
     for table in _FACTS:
