@@ -34,6 +34,7 @@ from db import models as m
 from db.engine import write_session
 from surveillance import audit
 from surveillance.access import Action, Identity, PermissionDenied, Role, in_scope, require
+from surveillance.break_glass import active_grant
 from surveillance.calendar import clinical_day
 from surveillance.labs import LABS, LabTest, to_canonical
 from surveillance.locomo import LocomoCondition
@@ -193,17 +194,31 @@ def _deny(engine: Engine, identity: Identity, action: str, patient_id: int | Non
         )
 
 
-def _load_patient(session: Session, patient_id: int) -> m.Patient:
-    patient = session.get(m.Patient, patient_id)
+def _load_patient(session: Session, patient_id: int, *, lock: bool = False) -> m.Patient:
+    """The patient row; ``lock`` holds it for the transaction (PostgreSQL ``FOR UPDATE``).
+
+    Every fact write locks its patient first, so two writes for one patient run one
+    after the other: otherwise, under READ COMMITTED, each would rebuild
+    ``patient_state`` without the other's uncommitted fact and the later commit
+    would drop the earlier fact from the state the recompute reads (a lost update).
+    SQLite needs no lock: ``BEGIN IMMEDIATE`` already serialises every write.
+    """
+    patient = session.get(m.Patient, patient_id, with_for_update=lock or None)
     if patient is None:
         raise NotFound(f"patient {patient_id} does not exist")
     return patient
 
 
-def _check_scope(engine: Engine, identity: Identity, patient: m.Patient, action: str, now: datetime) -> None:
-    if not in_scope(identity, assigned_nurse_id=patient.assigned_nurse_id, department=patient.department):
-        _deny(engine, identity, action, patient.id, "patient outside the user's scope", now)
-        raise PermissionDenied("this patient is not in your caseload")
+def _check_scope(engine: Engine, identity: Identity, patient: m.Patient, action: str, now: datetime) -> int | None:
+    """Refuse (audited) a patient outside the scope; the id of the break-glass grant that opens it, if any."""
+    if in_scope(identity, assigned_nurse_id=patient.assigned_nurse_id, department=patient.department):
+        return None
+    with engine.connect() as conn:
+        grant_id = active_grant(conn, identity, patient.id, now)
+    if grant_id is not None:
+        return int(grant_id)
+    _deny(engine, identity, action, patient.id, "patient outside the user's scope", now)
+    raise PermissionDenied("this patient is not in your caseload")
 
 
 def rescore(engine: Engine, patient_ids: list[int], now: datetime) -> None:
@@ -230,10 +245,12 @@ def _fact_write(
         raise
     with write_session(engine) as session:
         patient = _load_patient(session, patient_id)
-    _check_scope(engine, identity, patient, action, now)
+    grant_id = _check_scope(engine, identity, patient, action, now)
     with write_session(engine) as session:
-        patient = _load_patient(session, patient_id)
+        patient = _load_patient(session, patient_id, lock=True)
         row_id, detail, warnings = build(session, patient)
+        if grant_id is not None:
+            detail = {**detail, "break_glass": grant_id}
         session.flush()
         refresh_patient_state(session, [patient_id])
         session.add(m.RecomputeQueue(patient_id=patient_id, queued_at=now))
@@ -797,7 +814,11 @@ def create_patient(
     now: datetime,
     **fields: Any,
 ) -> WriteResult:
-    require(identity, Action.RECORD_FACT)
+    try:
+        require(identity, Action.RECORD_FACT)
+    except PermissionDenied as err:
+        _deny(engine, identity, "patient.create", None, str(err), now)
+        raise
     today = _today(now)
     mrn_value = _text("mrn", mrn, max_length=32, required=True)
     birth = _day("birth_date", birth_date, today=today, required=False)
@@ -872,7 +893,9 @@ def _alert_action(
         if alert is None:
             raise NotFound(f"alert {alert_id} does not exist")
         patient = _load_patient(session, alert.patient_id)
-    _check_scope(engine, identity, patient, f"alert.{action}", now)
+    grant_id = _check_scope(engine, identity, patient, f"alert.{action}", now)
+    if grant_id is not None:
+        detail = {**detail, "break_glass": grant_id}
     allowed_from, new_status = ALERT_TRANSITIONS[action]
     with write_session(engine) as session:
         alert = session.get(m.Alert, alert_id)

@@ -94,10 +94,12 @@ with audit_tab:
     actor = cols[2].text_input(tr.t("admin.actor"))
     action = cols[3].text_input(tr.t("admin.action"))
     patient = cols[4].number_input(tr.t("admin.patient_id"), min_value=0, value=0, step=1)
+    emergency_only = st.checkbox(tr.t("break_glass.filter"), key="audit_break_glass_only")
     events = data.audit_events(
         identity, since=datetime.combine(since, time.min, tzinfo=timezone.utc),
         until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc),
         actor=actor.strip() or None, action=action.strip() or None, patient_id=int(patient) or None,
+        break_glass_only=emergency_only,
     )
     st.caption(tr.t("admin.events", n=tr.number(len(events))))
     if not events.empty:

@@ -19,7 +19,7 @@ from dashboard.components.page import page_guard, rule_title
 from dashboard.components.score_panel import locomo_panel, noms_text, score_panel, totals_text, value_text
 from dashboard.data import patient as data
 from dashboard.data.common import after_write, engine, now, today
-from surveillance import service
+from surveillance import break_glass, service
 from surveillance.access import Action, PermissionDenied
 from surveillance.labs import LABS, LabTest
 from surveillance.locomo import CONDITION_TYPE, LocomoCondition
@@ -41,6 +41,7 @@ SEARCH_KEY = "patient_search"
 FLASH_KEY = "patient_form_flash"
 SHOW_KEY = "patient_show_section"
 VIEWED_KEY = "patient_viewed"
+BREAK_GLASS_KEY = "patient_break_glass_target"
 SINS_FIELDS = (("pain", Pain), ("lesion_type", LesionType), ("alignment", Alignment), ("collapse", Collapse),
                ("posterolateral", Posterolateral), ("bilsky_escc", BilskyGrade))
 LEVELS = [lv.value for lv in Level]
@@ -108,24 +109,73 @@ with st.expander(tr.t("patient.find"), expanded=st.session_state.get("patient_id
                 st.session_state["patient_id"] = int(picked)
                 st.rerun()
 
-if refused:
+
+
+def emergency_access() -> None:
+    """After a refusal: a clinician may open the record by stating a reason (break-glass; audited, time-boxed)."""
+    if not break_glass.eligible(identity):
+        return
+    target = st.session_state.get(BREAK_GLASS_KEY) or {}
+    policy = break_glass.load_policy()
+    with st.form("break_glass"):
+        st.subheader(tr.t("break_glass.title"))
+        st.caption(tr.t("break_glass.explain", minutes=int(policy.duration.total_seconds() // 60)))
+        mrn = st.text_input(tr.t("break_glass.mrn"), value=target.get("mrn") or "", key="break_glass_mrn")
+        reason = st.text_area(tr.t("break_glass.reason"), key="break_glass_reason",
+                              help=tr.t("break_glass.reason_help", n=policy.reason_min_length))
+        submitted = st.form_submit_button(tr.t("break_glass.submit"), type="primary")
+    if not submitted:
+        return
+    try:
+        if mrn.strip():
+            grant = data.request_emergency_access(identity, reason=reason, mrn=mrn)
+        else:
+            grant = data.request_emergency_access(identity, reason=reason, patient_id=target.get("patient_id"))
+    except break_glass.BreakGlassError as err:
+        st.error(tr.t("break_glass.refused", why=str(err)))
+        return
+    except LookupError:
+        st.error(tr.t("break_glass.not_found"))
+        return
+    except PermissionDenied:
+        st.error(tr.t("app.denied"))
+        return
+    st.session_state.pop(BREAK_GLASS_KEY, None)
+    st.session_state["patient_id"] = grant.patient_id
+    st.rerun()
+
+
+def refuse() -> None:
     st.error(tr.t("patient.not_available"))
+    emergency_access()
     st.stop()
+
+
+if refused:
+    st.session_state[BREAK_GLASS_KEY] = {"mrn": requested_mrn}
+    refuse()
 requested = st.session_state.get("patient_id")
 if requested is None:
+    if BREAK_GLASS_KEY in st.session_state:
+        refuse()
     st.info(tr.t("patient.choose"))
     st.stop()
 record = data.patient_record(identity, requested, via="session_state")
 if record is None:
     st.session_state.pop("patient_id", None)
-    st.error(tr.t("patient.not_available"))
-    st.stop()
+    st.session_state[BREAK_GLASS_KEY] = {"patient_id": requested}
+    refuse()
+st.session_state.pop(BREAK_GLASS_KEY, None)
 
 patient = record["patient"]
 pid = int(patient["id"])
-if fresh_view or st.session_state.get(VIEWED_KEY) != pid:
-    data.record_view(identity, pid)
-    st.session_state[VIEWED_KEY] = pid
+emergency = record["break_glass"]
+if emergency is not None:
+    st.warning(tr.t("break_glass.banner", until=tr.datetime(emergency["expires_at"]), reason=emergency["reason"]),
+               icon=":material/emergency:")
+if fresh_view or st.session_state.get(VIEWED_KEY) != (pid, emergency and emergency["grant_id"]):
+    data.record_view(identity, pid, break_glass_grant=emergency and emergency["grant_id"])
+    st.session_state[VIEWED_KEY] = (pid, emergency and emergency["grant_id"])
 
 # ---------------------------------------------------------------------------
 # 1. Header

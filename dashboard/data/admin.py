@@ -58,10 +58,18 @@ def users(identity: Identity) -> pd.DataFrame:
 
 
 def audit_events(identity: Identity, *, since: datetime, until: datetime, actor: str | None, action: str | None,
-                 patient_id: int | None, limit: int = 5000) -> pd.DataFrame:
+                 patient_id: int | None, limit: int = 5000, break_glass_only: bool = False) -> pd.DataFrame:
+    """Audit events in ``[since, until)``, newest first; ``break_glass_only`` keeps emergency-access events.
+
+    Those are the grants and their refusals (``break_glass.*``) and every view or
+    write made under a grant (its canonical-JSON detail holds ``"break_glass":``).
+    """
     require(identity, Action.VIEW_AUDIT)
     where = ["occurred_at >= :since", "occurred_at < :until"]
     params: dict[str, Any] = {"since": since, "until": until, "limit": limit}
+    if break_glass_only:
+        where.append("(action LIKE :bg_action ESCAPE '!' OR detail LIKE :bg_detail ESCAPE '!')")
+        params.update(bg_action="break!_glass.%", bg_detail='%"break!_glass":%')
     if actor:
         where.append("actor = :actor")
         params["actor"] = actor

@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import text
 
-from dashboard.data.common import CACHE_SECONDS, data_version, engine, scope_key, scope_sql
+from dashboard.data.common import CACHE_SECONDS, data_version, engine, now, scope_key, scope_sql
 from db import queries
+from surveillance import break_glass
 from surveillance.access import Action, Identity, Role, require
 from surveillance.rules import load_rules
 from surveillance.rules.engine import totals_of
@@ -91,7 +92,8 @@ def physicians(department: str | None) -> list[dict[str, Any]]:
 
 
 def _in_scope_patient(identity: Identity, patient_id: int) -> bool:
-    sql, params = scope_sql(identity)
+    """In the identity's scope, or opened to it by a break-glass grant valid now (checked in SQL)."""
+    sql, params = break_glass.scope_sql(identity, now())
     with engine().connect() as conn:
         return conn.execute(text(f"SELECT 1 FROM patient p WHERE p.id = :pid AND {sql}"),
                             dict(params, pid=patient_id)).first() is not None

@@ -24,6 +24,7 @@ import streamlit as st
 from sqlalchemy import text
 
 from dashboard.data.common import CACHE_SECONDS, data_version, engine, now, scope_key, scope_sql
+from surveillance import break_glass
 from surveillance.access import Action, Identity, require
 from surveillance.patient_case import case_from_record
 from surveillance.scoring import CaseError, score_case
@@ -144,9 +145,26 @@ def resolve_mrn(identity: Identity, mrn: str) -> int | None:
 # ---------------------------------------------------------------------------
 
 
+def _grant(identity: Identity, patient_id: int) -> tuple[int | None, Any]:
+    """The identity's break-glass grant on the patient valid now (uncached) and the time it was checked at.
+
+    Part of every single-patient cache key, so a grant that expires changes the
+    key and the next read runs the scope check again, with the grant's time
+    condition in SQL (``break_glass.scope_sql``).
+    """
+    moment = now()
+    with engine().connect() as conn:
+        return break_glass.active_grant(conn, identity, patient_id, moment), moment
+
+
+def _scope(identity: Identity, grant_id: int | None, moment) -> tuple[str, dict]:
+    return scope_sql(identity) if grant_id is None else break_glass.scope_sql(identity, moment)
+
+
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=512)
-def _record(_identity: Identity, key: tuple, version: int, patient_id: int) -> dict[str, Any] | None:
-    sql, params = scope_sql(_identity)
+def _record(_identity: Identity, key: tuple, version: int, patient_id: int, grant_id: int | None,
+            _moment) -> dict[str, Any] | None:
+    sql, params = _scope(_identity, grant_id, _moment)
     with engine().connect() as conn:
         patient = conn.execute(text(
             f"SELECT {_PATIENT_COLUMNS}, u.display_name AS nurse_name FROM patient p "
@@ -170,6 +188,7 @@ def _record(_identity: Identity, key: tuple, version: int, patient_id: int) -> d
         "queued_at": as_moment(queued),
         "scores": None,
         "score_error": None,
+        "break_glass": None,
     }
     if record["snapshot"] is not None:
         record["snapshot"]["computed_at"] = as_moment(record["snapshot"]["computed_at"])
@@ -192,21 +211,44 @@ def patient_record(identity: Identity, patient_id: Any, *, via: str = "session")
     except (TypeError, ValueError):
         _deny(identity, None, via, {"requested": str(patient_id)[:64]})
         return None
-    record = _record(identity, scope_key(identity), data_version(), pid)
+    grant_id, moment = _grant(identity, pid)
+    record = _record(identity, scope_key(identity), data_version(), pid, grant_id, moment)
     if record is None:
         _deny(identity, pid, via)
+        return None
+    if grant_id is not None:
+        record = dict(record, break_glass=_grant_row(grant_id))
     return record
 
 
-def record_view(identity: Identity, patient_id: int) -> None:
-    """Audit one view of a patient record (the page calls this once per page view)."""
+def _grant_row(grant_id: int) -> dict[str, Any]:
+    with engine().connect() as conn:
+        row = conn.execute(text("SELECT id, reason, granted_at, expires_at FROM break_glass_grant WHERE id = :g"),
+                           {"g": grant_id}).one()
+    return {"grant_id": row.id, "reason": row.reason, "granted_at": as_moment(row.granted_at),
+            "expires_at": as_moment(row.expires_at)}
+
+
+def record_view(identity: Identity, patient_id: int, *, break_glass_grant: int | None = None) -> None:
+    """Audit one view of a patient record (the page calls this once per page view).
+
+    A view under emergency access carries ``"break_glass": <grant id>`` in its detail.
+    """
     require(identity, Action.VIEW_PATIENT)
-    audit_view(engine(), identity, patient_id=int(patient_id), what="view.patient", now=now())
+    detail = {"break_glass": int(break_glass_grant)} if break_glass_grant is not None else None
+    audit_view(engine(), identity, patient_id=int(patient_id), what="view.patient", now=now(), detail=detail)
+
+
+def request_emergency_access(identity: Identity, *, reason: str, patient_id: int | None = None,
+                             mrn: str | None = None) -> break_glass.Grant:
+    """Break the glass for one patient (``surveillance.break_glass.grant``; validated and audited there)."""
+    return break_glass.grant(engine(), identity, reason=reason, now=now(), patient_id=patient_id, mrn=mrn)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=512)
-def _active_alerts(_identity: Identity, key: tuple, version: int, patient_id: int) -> list[dict[str, Any]]:
-    sql, params = scope_sql(_identity)
+def _active_alerts(_identity: Identity, key: tuple, version: int, patient_id: int, grant_id: int | None,
+                   _moment) -> list[dict[str, Any]]:
+    sql, params = _scope(_identity, grant_id, _moment)
     with engine().connect() as conn:
         rows = conn.execute(text(
             "SELECT a.id, a.rule_id, a.severity, a.status, a.title, a.opened_at FROM alert a "
@@ -224,7 +266,8 @@ def active_alerts(identity: Identity, patient_id: int) -> list[dict[str, Any]]:
     reads each alert's current version uncached.
     """
     require(identity, Action.VIEW_PATIENT)
-    return _active_alerts(identity, scope_key(identity), data_version(), int(patient_id))
+    grant_id, moment = _grant(identity, int(patient_id))
+    return _active_alerts(identity, scope_key(identity), data_version(), int(patient_id), grant_id, moment)
 
 
 # ---------------------------------------------------------------------------
@@ -235,8 +278,9 @@ TIMELINE_COLUMNS = ["kind", "start", "end", "value", "label", "severity"]
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=256)
-def _timeline(_identity: Identity, key: tuple, version: int, patient_id: int) -> pd.DataFrame:
-    sql, params = scope_sql(_identity)
+def _timeline(_identity: Identity, key: tuple, version: int, patient_id: int, grant_id: int | None,
+              _moment) -> pd.DataFrame:
+    sql, params = _scope(_identity, grant_id, _moment)
     p = {"pid": patient_id, "n": TIMELINE_LIMIT}
     events: list[dict[str, Any]] = []
     with engine().connect() as conn:
@@ -288,4 +332,5 @@ def _timeline(_identity: Identity, key: tuple, version: int, patient_id: int) ->
 def timeline(identity: Identity, patient_id: int) -> pd.DataFrame:
     """One patient's dated events (imaging, ECOG, BMA doses, SREs, treatments, alerts); empty outside scope."""
     require(identity, Action.VIEW_PATIENT)
-    return _timeline(identity, scope_key(identity), data_version(), int(patient_id))
+    grant_id, moment = _grant(identity, int(patient_id))
+    return _timeline(identity, scope_key(identity), data_version(), int(patient_id), grant_id, moment)
