@@ -454,6 +454,36 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import FHIR R4 JSON / CSV files: each file whole or not at all (``--partial``: its valid entries)."""
+    import json as _json
+    from pathlib import Path
+
+    from surveillance.importing import import_file
+
+    engine = _engine(args)
+    for name in args.files:
+        if not Path(name).is_file():
+            raise InputError(f"{name}: no such file")
+    results = []
+    for name in args.files:
+        progress = Progress(f"import {Path(name).name}")
+        result = import_file(
+            engine, Path(name), actor=f"cli:{_os_user()}", now=_now(), partial=args.partial, progress=progress
+        )
+        progress.done()
+        results.append(result)
+        if not args.json:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing written"
+            print(f"{name}: {result.status} ({counts}); sha256 {result.file_sha256}")
+            for issue in result.issues:
+                entry = "-" if issue.entry_index is None else str(issue.entry_index)
+                print(f"  {issue.severity:<7} entry {entry:>5}  {issue.location}: {issue.message}")
+    if args.json:
+        print(_json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    return EXIT_FAILURE if any(r.status == "rejected" for r in results) else EXIT_OK
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -561,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="run the scheduler service (incremental runs and a daily full run)").set_defaults(
         handler=cmd_scheduler
     )
+    imp = sub.add_parser(
+        "import",
+        help="import FHIR R4 JSON (mCODE) or CSV files; a file with an error is rejected whole (exit 1)",
+    )
+    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--partial", action="store_true", help="import the valid entries of a file with errors")
+    imp.add_argument("--json", action="store_true", help="print the reports as JSON")
+    imp.set_defaults(handler=cmd_import)
     state = sub.add_parser("state", help="maintenance of the derived patient_state table")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_sub.add_parser("rebuild", help="recompute patient_state from the facts for every patient").set_defaults(

@@ -325,14 +325,12 @@ class _Parser:
             if _code_in(ident.get("type"), "http://terminology.hl7.org/CodeSystem/v2-0203", {"MR"}):
                 mrn = ident["value"]
                 break
-        if mrn is None and identifiers:
-            mrn = identifiers[0]["value"]
         if mrn is None or len(mrn) > 32:
             derived = "FHIR-" + hashlib.sha256(sid.encode()).hexdigest()[:16].upper()
             self.out.issues.append(
                 ImportIssue.at(
                     origin,
-                    f"no medical record number {'of at most 32 characters ' if mrn else ''}in identifier: "
+                    f"no identifier typed MR (medical record number){' of at most 32 characters' if mrn else ''}: "
                     f"MRN {derived} assigned from the resource id",
                     "warning",
                 )
