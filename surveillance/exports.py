@@ -1,6 +1,6 @@
 """Tables leaving the product: CSV and Excel that spreadsheets cannot turn into formulas.
 
-A cell beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+A cell beginning with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or NUL is
 prefixed with a single quote (OWASP "CSV injection"), so a patient named
 ``=HYPERLINK(...)`` stays text in Excel and LibreOffice.  Numbers stay numbers.
 """
@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\x00")
 
 
 def neutralise(value: Any) -> Any:
@@ -35,16 +35,21 @@ def to_xlsx(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, sheet: str
 
     workbook = Workbook(write_only=True)
     worksheet = workbook.create_sheet(sheet[:31])
-    worksheet.append([neutralise(c) for c in columns])
+    worksheet.append([_excel_value(neutralise(c)) for c in columns])
     for row in rows:
-        worksheet.append([neutralise(_excel_value(v)) for v in row])
+        worksheet.append([_excel_value(neutralise(v)) for v in row])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
 
 
 def _excel_value(value: Any) -> Any:
-    if value is None or isinstance(value, (int, float, str)):
+    if isinstance(value, str):
+        # XLSX cannot hold control characters (openpyxl refuses the whole file): show each as U+FFFD instead.
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    if value is None or isinstance(value, (int, float)):
         return value
     if hasattr(value, "tzinfo") and getattr(value, "tzinfo", None) is not None:
         return value.replace(tzinfo=None)  # Excel has no time zones; exported timestamps are UTC

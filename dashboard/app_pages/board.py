@@ -5,11 +5,13 @@ import re
 import pandas as pd
 import streamlit as st
 
+from dashboard.components.exports import file_download
 from dashboard.components.page import page_guard
 from dashboard.components.score_panel import locomo_panel, score_panel
 from dashboard.data import board as data
+from dashboard.data.board_pdf import case_card_pdf
 from dashboard.data.common import after_write, engine, now, today
-from surveillance import service
+from surveillance import disclosure, service
 from surveillance.access import Action, PermissionDenied
 from surveillance.service import ServiceError
 
@@ -176,6 +178,10 @@ with st.container(key="board_actions"):
     safe_mrn = re.sub(r"[^A-Za-z0-9_-]", "_", str(patient["mrn"]))[:40] or "patient"
     st.download_button(tr.t("board.download_html"), document.encode("utf-8"), file_name=f"case-card-{safe_mrn}.html",
                        mime="text/html", key="board_download", on_click=_audit_export)
+    file_download(tr.t("board.download_pdf"), lambda: disclosure.export_file(
+        engine(), identity, action="export.board_case_pdf", patient_ids=[patient_id], file_format="pdf",
+        build=lambda: case_card_pdf(card, tr, printed_at=now(), printed_by=identity.display_name), now=now()),
+        file_name=f"case-card-{safe_mrn}.pdf", mime="application/pdf", key="board_download_pdf")
 
     st.subheader(tr.t("board.decision_title"))
     with st.form(f"board_decision_{patient_id}"):

@@ -3,12 +3,13 @@
 import streamlit as st
 
 from dashboard.components.alerts import alert_actions
+from dashboard.components.exports import table_downloads
 from dashboard.components.page import page_guard, reasons_text, rule_title, site_label
 from dashboard.components.score_panel import or_list
 from dashboard.data import caseload as data
-from dashboard.data.common import today
+from dashboard.data.common import engine, now, today
+from surveillance import cohort, disclosure
 from surveillance.access import Action, Role
-from surveillance.exports import to_csv
 from surveillance.rules.engine import totals_of
 from surveillance.scoring.vocab import PrimarySite
 
@@ -63,8 +64,9 @@ def worklist() -> None:
     shown.columns = [tr.t(f"caseload.col_{c}") for c in shown.columns]
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                          key="caseload_table", column_config=config)
-    st.download_button(tr.t("app.export_csv"), to_csv(list(shown.columns), shown.itertuples(index=False)),
-                       file_name="caseload.csv", mime="text/csv", key="caseload_csv")
+    table_downloads(identity, tr, action="export.caseload", columns=list(shown.columns),
+                    rows=list(shown.itertuples(index=False)), patient_ids=list(frame["patient_id"]),
+                    file_stem="caseload", key="caseload")
     selected = event.selection.rows if event else []
     if selected:
         st.session_state["caseload_patient"] = int(frame.iloc[selected[0]]["patient_id"])
@@ -73,6 +75,24 @@ def worklist() -> None:
 
 
 worklist()
+
+if identity.role == Role.PHYSICIAN:
+    with st.expander(tr.t("caseload.cohort_title")):
+        st.caption(tr.t("caseload.cohort_hint", limit=tr.number(cohort.COHORT_LIMIT)))
+        filters_now = {"tier": tier, "primary_site": site, "nurse_id": nurse_id, "rule_id": rule_id}
+
+        def _cohort_file(file_format: str) -> bytes:
+            ids, rows, cut = cohort.cohort_patients(engine(), identity, **filters_now)
+            return disclosure.export_file(
+                engine(), identity, action="export.cohort", patient_ids=ids, file_format=file_format,
+                build=lambda: disclosure.table_bytes(file_format, cohort.COLUMNS, rows, sheet="cohort"), now=now(),
+                detail={"rows": len(rows), "cut": cut, "filters": filters_now})
+
+        buttons = st.columns(2)
+        for column, file_format in zip(buttons, disclosure.TABLE_FORMATS, strict=True):
+            column.download_button(tr.t(f"app.export_{file_format}"), lambda fmt=file_format: _cohort_file(fmt),
+                                   file_name=f"cohort.{file_format}", mime=disclosure.TABLE_FORMATS[file_format],
+                                   key=f"cohort_{file_format}", on_click="ignore")
 patient_id = st.session_state.get("caseload_patient")
 if patient_id:
     st.divider()

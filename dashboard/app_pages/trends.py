@@ -11,7 +11,9 @@ import streamlit as st
 from dashboard import charts
 from dashboard.components.page import page_guard
 from dashboard.data import trends as data
-from dashboard.data.common import now
+from dashboard.data.common import engine, now
+from surveillance import cohort as cohort_extract
+from surveillance import disclosure
 from surveillance import trends as calc
 from surveillance.access import Action
 from surveillance.exports import to_csv
@@ -253,3 +255,23 @@ else:
     shown.columns = [severity[s] for s in severities] + [tr.t("trends.col_total")]
     shown.insert(0, tr.t("trends.col_holder"), [holder_label(h) for h in burden.counts.index])
     table_view("burden", shown.reset_index(drop=True))
+
+
+st.divider()
+st.subheader(tr.t("trends.cohort_title"))
+st.caption(tr.t("trends.cohort_hint", hidden=calc.SUPPRESSED, complementary=calc.COMPLEMENTARY))
+
+
+def _cohort_counts(file_format: str) -> bytes:
+    shown = cohort_extract.cohort_counts_shown(
+        cohort_extract.cohort_counts(engine(), identity, primary_site=site, department=department))
+    table = shown.reset_index()
+    return disclosure.export_aggregate(engine(), identity, columns=list(table.columns),
+                                       rows=list(table.itertuples(index=False)), file_format=file_format, now=now(),
+                                       filters={"primary_site": site, "department": department})
+
+
+for column, file_format in zip(st.columns(2), disclosure.TABLE_FORMATS, strict=True):
+    column.download_button(tr.t(f"app.export_{file_format}"), lambda fmt=file_format: _cohort_counts(fmt),
+                           file_name=f"cohort_counts.{file_format}", mime=disclosure.TABLE_FORMATS[file_format],
+                           key=f"trends_cohort_{file_format}", on_click="ignore")

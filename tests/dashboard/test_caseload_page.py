@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from surveillance.exports import DANGEROUS_PREFIXES
 from surveillance.rules import load_rules
 from tests.dashboard.conftest import login, new_app, page
-from tests.dashboard.support import EN, audit_count, downloaded_csv, keep_media
+from tests.dashboard.support import EN, audit_count
 
 pytestmark = pytest.mark.db
 
@@ -193,6 +193,8 @@ def test_snoozing_needs_a_reason_and_stores_reason_and_expiry(app_db):
 
 
 def test_csv_export_is_offered_and_no_cell_starts_a_formula(app_db, monkeypatch):
+    from tests.dashboard.test_exports import _button, _click, _csv_rows, _keep_managers
+
     engine, nurse = app_db["engine"], app_db["users"]["nurse1"]
     patient_id, mrn = _patient(engine, nurse, 1)
     with engine.begin() as conn:
@@ -200,12 +202,12 @@ def test_csv_export_is_offered_and_no_cell_starts_a_formula(app_db, monkeypatch)
             text("UPDATE patient SET family_name = :f, given_name = :g WHERE id = :id"),
             {"f": '=HYPERLINK("http://evil.example","x")', "g": "+1", "id": patient_id},
         )
-    stores = keep_media(monkeypatch)
+    managers = _keep_managers(monkeypatch)
     at = _open(app_db)
     table = _table(at)
-    buttons = [b for b in at.get("download_button") if b.proto.id.endswith("caseload_csv")]
-    assert len(buttons) == 1 and buttons[0].proto.label == EN.t("app.export_csv")
-    rows = downloaded_csv(stores, buttons[0])
+    button = _button(at, "caseload_csv")
+    assert button.proto.label == EN.t("app.export_csv")
+    rows = _csv_rows(_click(managers, button))
     assert rows[0] == list(table.columns)
     assert sorted(r[0] for r in rows[1:]) == sorted(table[MRN])
     cells = [cell for row in rows for cell in row]
