@@ -308,8 +308,9 @@ class _Parser:
         try:
             handler(origin, res, full_url)
         except _Skip as why:
-            if str(why):
-                self.out.issues.append(ImportIssue.at(origin, str(why), "info"))
+            concept = res.get("code") or res.get("medicationCodeableConcept")
+            what = _text_of(concept)[:80] or res["resourceType"]
+            self.out.issues.append(ImportIssue.at(origin, str(why) or f"{what}: nothing the product stores", "info"))
         except _Bad as why:
             self.out.issues.append(ImportIssue.at(origin, str(why)))
 
