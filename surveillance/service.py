@@ -1077,13 +1077,17 @@ def audit_view(
     now: datetime,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Record that ``identity`` viewed or exported patient data."""
+    """Record that ``identity`` viewed or exported patient data, or was refused (``what`` = ``denied.…``).
+
+    A refusal is recorded with outcome ``denied``, so the audit report can filter refused attempts.
+    """
     with write_session(engine) as session:
         audit.record(
             session,
             actor=identity.actor,
             action=what,
             patient_id=patient_id,
+            outcome="denied" if what.startswith("denied.") else "success",
             detail=json.loads(json.dumps(detail or {}, default=str)),
             now=now,
         )

@@ -95,7 +95,7 @@ def test_a_nurse_opens_an_out_of_scope_patient_with_a_reason_and_it_is_audited(w
                                       ecog=2, now=wall())
     assert patient.timeline(nurse, other).empty
     assert patient.patient_record(nurse, other) is None  # refused before the grant
-    assert [e.outcome for e in events(world, actor="nurse1", action="denied.view_patient")] == ["success"]
+    assert [e.outcome for e in events(world, actor="nurse1", action="denied.view_patient")] == ["denied"]
 
     granted_at = wall() - timedelta(minutes=1)
     grant = break_glass.grant(world["engine"], nurse, reason=f"  {GOOD_REASON}  ", now=granted_at, mrn="BG-OTHER")
