@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import streamlit as st
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from dashboard.components.page import LANG_KEY, translator
 from dashboard.data import common
@@ -37,6 +37,7 @@ PAGES = [
     ("trends.py", "nav.trends", ":material/monitoring:", {Role.LEAD}),
     ("health.py", "nav.health", ":material/monitor_heart:", {Role.ADMIN}),
     ("admin.py", "nav.admin", ":material/admin_panel_settings:", {Role.ADMIN}),
+    ("import_data.py", "nav.import", ":material/upload_file:", {Role.ADMIN}),
     ("calculator.py", "nav.calculator", ":material/calculate:", {Role.NURSE, Role.PHYSICIAN, Role.LEAD, Role.ADMIN}),
     ("reference.py", "nav.reference", ":material/menu_book:", {Role.NURSE, Role.PHYSICIAN, Role.LEAD, Role.ADMIN}),
 ]
@@ -100,9 +101,16 @@ def _sidebar(record: SessionRecord) -> None:
             st.rerun()
 
 
+#: The last successful recompute this server process has seen: what the stale-data banner names when
+#: the database cannot be read.
+_LAST_SEEN_RUN: dict[str, common.RunInfo] = {}
+
+
 def _freshness_banner() -> None:
     tr = translator()
     run = common.latest_run()
+    if run.run_id is not None:
+        _LAST_SEEN_RUN["run"] = run
     if run.run_id is None:
         st.warning(tr.t("app.never_run"))
         return
@@ -125,10 +133,15 @@ def _language_switch() -> None:
 
 
 def _database_error(err: Exception) -> None:
+    """A plain message with a reference id (the traceback goes to the server log under that id), and the
+    stale-data banner: nothing on screen may pass for current scores or alerts."""
+    tr = translator()
     reference = uuid.uuid4().hex[:10]
     log.error("database error, reference %s", reference, exc_info=err)
-    st.error(translator().t("app.db_error", ref=reference))
-    st.warning(translator().t("app.stale", age="?", interval="?"))
+    st.error(tr.t("app.db_error", ref=reference))
+    seen = _LAST_SEEN_RUN.get("run")
+    when = tr.datetime(seen.finished_at) if seen is not None and seen.finished_at else tr.t("app.unknown")
+    st.warning(tr.t("app.db_stale", when=when))
 
 
 def run() -> None:
@@ -136,7 +149,7 @@ def run() -> None:
     _language_switch()
     try:
         _run()
-    except OperationalError as err:
+    except DBAPIError as err:  # unreachable, locked beyond the timeout, read-only, full, not a database
         _database_error(err)
     except SchemaOutOfDate as err:  # a clear instruction, not Streamlit's generic "This app has encountered an error"
         log.error("database schema out of date", exc_info=err)

@@ -5,7 +5,12 @@
   records board decisions.
 * **lead** — aggregates only (trends), no identifiers, no patient records.
 * **admin** — users, rules, audit and scheduler health; no clinical edits and
-  no patient records.
+  no patient records.  Admins may *import* files (``Action.IMPORT``): loading a
+  FHIR/CSV extract from another system is data integration, like a backup
+  restore — it writes what the source system recorded, validated, whole or not
+  at all, audited as ``import.file`` with the file's SHA-256 — not a clinical
+  judgement of the admin's; the report names entries, resource ids, MRNs and
+  codes, not the clinical record.
 
 Default deny: an action missing from :data:`ALLOWED` is refused.  Every data
 function of ``dashboard.data`` and every writer of ``surveillance.service``

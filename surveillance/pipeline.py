@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 FULL_BATCH = 50_000
 INCREMENTAL_BATCH = 5_000
+_PG_BATCH_LOCK = 727_002  # advisory lock key that serialises batch writes on PostgreSQL (audit uses 727_001)
+#: Re-scoring passes, within one run, for patients saved while their batch was scored (they stay queued after).
+REVISIT_PASSES = 3
 ACTIVE_STATUSES = ("open", "acknowledged", "snoozed")
 HUMAN_CLOSED = ("done", "dismissed")
 ACTIVE_SQL = "('open', 'acknowledged', 'snoozed')"
@@ -783,14 +786,24 @@ def _to_db_rows(columns: dict[str, Any], names: list[str], n: int, fixed: dict[s
 def _prepare(
     engine: Engine, scorer: BatchScorer, ruleset: RuleSet, today: date, where_patient: str, where_lesion: str
 ) -> tuple[_Batch, Any, Evaluation] | None:
-    """Read, score and evaluate one batch (no writes): what :func:`_process` then writes."""
+    """Read, score and evaluate one batch (no writes): what :func:`_process` then writes.
+
+    The batch's ``patient_state`` stamps are read first, so a fact saved after that
+    is seen by :func:`_process` as a changed stamp (see :func:`_state_stamps`).
+    """
     with engine.connect() as conn:
+        stamps = _state_stamps(conn, where_lesion)
         batch = _read_batch(conn, where_patient, where_lesion)
         conn.rollback()
     if len(batch.ids) == 0:
         return None
     scored = scorer.score(batch.patients, batch.lesions)
-    return batch, scored, evaluate(_frame(batch, scored), ruleset, today)
+    return batch, scored, evaluate(_frame(batch, scored), ruleset, today), stamps
+
+
+def _state_stamps(conn, where: str) -> dict[int, Any]:
+    """``patient_state.updated_at`` of the batch's patients: every fact write changes it."""
+    return dict(bulk.fetchall(conn, f"SELECT patient_id, updated_at FROM patient_state WHERE {where}"))
 
 
 def _process(
@@ -804,17 +817,30 @@ def _process(
     where_lesion: str,
     where_other: str,
     queue_upto: int | None,
-    prepared: tuple[_Batch, Any, Evaluation] | None | Literal[False] = False,
-) -> dict[str, int]:
-    """Write one batch in one transaction: alerts, snapshots, history; ``prepared`` if already read."""
+    prepared: tuple[_Batch, Any, Evaluation, dict[int, Any]] | None | Literal[False] = False,
+    revisit: bool = False,
+) -> dict[str, Any]:
+    """Write one batch in one transaction: alerts, snapshots, history; ``prepared`` if already read.
+
+    A patient whose facts were saved between the batch's read and this write (its
+    ``patient_state`` stamp moved) may have been given scores older than its facts,
+    over the fresh ones its own re-score wrote: it is queued again and returned in
+    ``"stale"`` for the run to re-score before it ends.  ``revisit`` marks such a
+    second pass (its patients are not counted again).
+    """
     if prepared is False:
         prepared = _prepare(engine, scorer, ruleset, today, where_patient, where_lesion)
     if prepared is None:
         return {"patients": 0}
-    batch, scored, evaluation = prepared
+    batch, scored, evaluation, stamps = prepared
     n = len(batch.ids)
     with writer(engine).connect() as conn:
         with conn.begin():
+            if not is_sqlite(engine):
+                # One batch write at a time, as SQLite's BEGIN IMMEDIATE gives: two re-scores of one
+                # patient would otherwise both plan and insert "its" new alert (a unique violation),
+                # or write scores from facts older than the other's.  Reading and scoring stay parallel.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_BATCH_LOCK})")
             plan = _plan_alerts(conn, evaluation, ruleset, where_other, run_id, now)
             columns = _snapshot_rows(batch, scored, evaluation, plan, ruleset)
             content = _hash_columns(
@@ -900,6 +926,12 @@ def _process(
                 )
             if queue_upto is not None:
                 bulk.execute(conn, f"DELETE FROM recompute_queue WHERE id <= ? AND {where_other}", (queue_upto,))
+            now_stamps = _state_stamps(conn, where_other)
+            stale = sorted(pid for pid in set(stamps) | set(now_stamps) if stamps.get(pid) != now_stamps.get(pid))
+            if stale:
+                bulk.executemany(
+                    conn, "INSERT INTO recompute_queue (patient_id, queued_at) VALUES (?, ?)", [(p, now) for p in stale]
+                )
             # The run's progress, in the batch's own transaction: ``job_run`` always counts exactly the
             # committed batches, so a run killed mid-way shows how far it got (and nothing more).
             bulk.execute(
@@ -907,9 +939,11 @@ def _process(
                 "UPDATE job_run SET patients = patients + ?, batches = batches + 1, "
                 "snapshots_written = snapshots_written + ?, alerts_opened = alerts_opened + ?, "
                 "alerts_resolved = alerts_resolved + ? WHERE id = ?",
-                (n, written, len(inserts), resolved, run_id),
+                (0 if revisit else n, written, len(inserts), resolved, run_id),
             )
     return {
+        "stale": stale,
+        "revisit": revisit,
         "patients": n,
         "snapshots_written": written,
         "alerts_opened": len(inserts),
@@ -1022,6 +1056,7 @@ def recompute(
     run_id = _start_run(engine, kind, trigger, now, today, ruleset, owner)
     result = RunResult(run_id=run_id, kind=kind, status="running")
     scorer = BatchScorer()
+    stale: set[int] = set()
     try:
         if full:
             with engine.connect() as conn:
@@ -1073,6 +1108,7 @@ def recompute(
                         prepared=prepared,
                     )
                     _accumulate(result, counts)
+                    stale.update(counts.get("stale", ()))
                     bounds = following
                     if progress:
                         progress(result.patients, total)
@@ -1101,8 +1137,26 @@ def recompute(
                     upto,
                 )
                 _accumulate(result, counts)
+                stale.update(counts.get("stale", ()))
                 if progress:
                     progress(result.patients, len(ids))
+        # Patients saved while their batch was being scored: re-score them from their new facts now.
+        for _ in range(REVISIT_PASSES):
+            if not stale:
+                break
+            ids = sorted(stale)
+            stale.clear()
+            with engine.connect() as conn:
+                upto = bulk.fetchall(conn, "SELECT MAX(id) FROM recompute_queue")[0][0]
+                conn.rollback()
+            for start in range(0, len(ids), INCREMENTAL_BATCH):
+                where = bulk.in_list(ids[start : start + INCREMENTAL_BATCH])
+                counts = _process(
+                    engine, scorer, ruleset, run_id, now, today,
+                    f"p.id IN {where}", f"patient_id IN {where}", f"patient_id IN {where}", upto, revisit=True,
+                )
+                _accumulate(result, counts)
+                stale.update(counts.get("stale", ()))
         if refresh_trends if refresh_trends is not None else full:
             refresh_trend_tables(engine, today, now=now)
         if full:
@@ -1126,7 +1180,8 @@ def _accumulate(result: RunResult, counts: dict[str, int]) -> None:
     if not counts.get("patients"):
         return
     result.batches += 1
-    result.patients += counts["patients"]
+    if not counts.get("revisit"):
+        result.patients += counts["patients"]
     result.snapshots_written += counts["snapshots_written"]
     result.alerts_opened += counts["alerts_opened"]
     result.alerts_resolved += counts["alerts_resolved"]
@@ -1134,10 +1189,11 @@ def _accumulate(result: RunResult, counts: dict[str, int]) -> None:
 
 
 def optimize(engine: Engine) -> None:
-    """Refresh planner statistics after big writes (stale statistics made a query 180× slower)."""
-    with engine.connect() as conn:
-        if is_sqlite(engine):
-            conn.exec_driver_sql("PRAGMA optimize")
-        else:
-            conn.exec_driver_sql("ANALYZE")
-        conn.commit()
+    """Refresh planner statistics after big writes (stale statistics made a query 180× slower).
+
+    On SQLite in a write transaction begun IMMEDIATE: ``PRAGMA optimize`` may run
+    ANALYZE, a write, and a deferred transaction that turns into a writer fails
+    with "database is locked" at once, ignoring the busy timeout.
+    """
+    with writer(engine).connect() as conn, conn.begin():
+        conn.exec_driver_sql("PRAGMA optimize" if is_sqlite(engine) else "ANALYZE")

@@ -16,12 +16,23 @@ from tests.dashboard.support import EN, PAGES_DIR, audit_count, everything, iden
 
 pytestmark = pytest.mark.db
 
-PAGES = ("caseload", "patient", "alerts", "board", "trends", "health", "admin", "calculator", "reference")
+PAGES = (
+    "caseload",
+    "patient",
+    "alerts",
+    "board",
+    "trends",
+    "health",
+    "admin",
+    "import_data",
+    "calculator",
+    "reference",
+)
 EXPECTED = {
     Role.NURSE: {"caseload", "patient", "alerts", "calculator", "reference"},
     Role.PHYSICIAN: {"caseload", "patient", "alerts", "board", "calculator", "reference"},
     Role.LEAD: {"trends", "calculator", "reference"},
-    Role.ADMIN: {"health", "admin", "calculator", "reference"},
+    Role.ADMIN: {"health", "admin", "import_data", "calculator", "reference"},
 }
 USERNAME = {Role.NURSE: "nurse1", Role.PHYSICIAN: "doc1", Role.LEAD: "lead1", Role.ADMIN: "admin1"}
 TITLE = {
@@ -32,6 +43,7 @@ TITLE = {
     "trends": "trends.title",
     "health": "health.title",
     "admin": "admin.title",
+    "import_data": "import.title",
     "calculator": "calculator.title",
     "reference": "reference.title",
 }
@@ -44,6 +56,7 @@ GUARD = {
     "trends": "view_trends",
     "health": "view_health",
     "admin": "manage_users",
+    "import_data": "import",
     "calculator": "use_calculator",
     "reference": "view_reference",
 }
