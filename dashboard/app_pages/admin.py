@@ -94,14 +94,23 @@ with audit_tab:
     actor = cols[2].text_input(tr.t("admin.actor"))
     action = cols[3].text_input(tr.t("admin.action"))
     patient = cols[4].number_input(tr.t("admin.patient_id"), min_value=0, value=0, step=1)
+    more = st.columns(3)
+    outcome = more[0].selectbox(tr.t("admin.col_outcome"), [None, *data.AUDIT_OUTCOMES],
+                                format_func=lambda o: "—" if o is None else o)
+    sort = more[1].selectbox(tr.t("admin.sort_by"), data.AUDIT_SORTS,
+                             format_func=lambda c: tr.t(f"admin.sort_{c}"))
+    descending = more[2].selectbox(tr.t("admin.order"), [True, False],
+                                   format_func=lambda d: tr.t("admin.descending" if d else "admin.ascending"))
     emergency_only = st.checkbox(tr.t("break_glass.filter"), key="audit_break_glass_only")
     events = data.audit_events(
         identity, since=datetime.combine(since, time.min, tzinfo=timezone.utc),
         until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc),
         actor=actor.strip() or None, action=action.strip() or None, patient_id=int(patient) or None,
-        break_glass_only=emergency_only,
+        break_glass_only=emergency_only, outcome=outcome, sort=sort, descending=descending,
     )
     st.caption(tr.t("admin.events", n=tr.number(len(events))))
+    if len(events) >= data.AUDIT_LIMIT:
+        st.warning(tr.t("admin.events_capped", n=tr.number(data.AUDIT_LIMIT)))
     if not events.empty:
         st.dataframe(pd.DataFrame({
             tr.t("admin.col_event"): events["id"],

@@ -57,9 +57,17 @@ def users(identity: Identity) -> pd.DataFrame:
     return pd.DataFrame([dict(r._mapping) for r in rows])
 
 
+#: Columns the audit report can be sorted by (ONC 170.315(d)(3): sort "according to each of the data specified").
+AUDIT_SORTS = ("occurred_at", "actor", "action", "outcome", "patient_id", "target", "id")
+AUDIT_OUTCOMES = ("success", "failure", "denied")
+AUDIT_LIMIT = 5000
+
+
 def audit_events(identity: Identity, *, since: datetime, until: datetime, actor: str | None, action: str | None,
-                 patient_id: int | None, limit: int = 5000, break_glass_only: bool = False) -> pd.DataFrame:
-    """Audit events in ``[since, until)``, newest first; ``break_glass_only`` keeps emergency-access events.
+                 patient_id: int | None, limit: int = AUDIT_LIMIT, break_glass_only: bool = False,
+                 outcome: str | None = None, sort: str = "id", descending: bool = True) -> pd.DataFrame:
+    """Audit events in ``[since, until)`` matching every filter given, sorted by ``sort`` (default: newest first),
+    at most ``limit``; ``break_glass_only`` keeps emergency-access events.
 
     Those are the grants and their refusals (``break_glass.*``) and every view or
     write made under a grant (its canonical-JSON detail holds ``"break_glass":``).
@@ -79,10 +87,18 @@ def audit_events(identity: Identity, *, since: datetime, until: datetime, actor:
     if patient_id is not None:
         where.append("patient_id = :pid")
         params["pid"] = patient_id
+    if outcome:
+        where.append("outcome = :outcome")
+        params["outcome"] = outcome
+    if sort not in AUDIT_SORTS:
+        raise ValueError(f"cannot sort the audit report by {sort!r}; allowed: " + ", ".join(AUDIT_SORTS))
+    direction = "DESC" if descending else "ASC"
+    # Empty values last in both directions and on both backends; ties in event order.
+    order = f"CASE WHEN {sort} IS NULL THEN 1 ELSE 0 END, {sort} {direction}, id {direction}"
     with engine().connect() as conn:
         rows = conn.execute(text(
             "SELECT id, occurred_at, actor, action, outcome, patient_id, target, detail FROM audit_event "
-            f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"), params).all()
+            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"), params).all()
     return pd.DataFrame([dict(r._mapping) for r in rows])
 
 
