@@ -17,7 +17,7 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from dashboard.components.page import LANG_KEY, translator
+from dashboard.components.page import AUTH_KEY, LANG_KEY, translator
 from dashboard.data import common
 from dashboard.i18n import LANGUAGES
 from db.schema import SchemaOutOfDate
@@ -26,7 +26,6 @@ from surveillance.sessions import AccountLocked, LoginFailed, SessionRecord, aut
 
 log = logging.getLogger("dashboard")
 PAGES_DIR = Path(__file__).with_name("app_pages")
-AUTH_KEY = "auth"
 
 #: (file, nav label key, icon, roles)
 PAGES = [
@@ -163,15 +162,16 @@ def _run() -> None:
     if record is not None:
         ended = check_session(common.engine(), record, now=common.now())
         if ended:
-            end_session(common.engine(), record, reason=ended, now=common.now())
+            if ended != "forged":  # a forged record was refused and audited as such; it is nobody's sign-out
+                end_session(common.engine(), record, reason=ended, now=common.now())
             st.session_state.pop(AUTH_KEY, None)
-            st.session_state["login_notice"] = ended
+            st.session_state["login_notice"] = "changed" if ended == "forged" else ended
             record = None
     if record is None:
         st.navigation([st.Page(_login_page, title=translator().t("login.title"), url_path="login")],
                       position="hidden").run()
         return
-    st.session_state["identity"] = record.identity()
+    st.session_state.pop("identity", None)  # pages re-read the identity from the sealed record and the database
     tr = translator()
     role = Role(record.role)
     pages = [

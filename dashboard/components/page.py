@@ -11,8 +11,11 @@ from dashboard.i18n import Translator
 from surveillance.access import Action, Identity, allowed
 from surveillance.rules import load_rules
 from surveillance.service import audit_view
+from surveillance.sessions import SessionRecord, refuse_forged, session_identity
 
 LANG_KEY = "lang"
+#: The session record ``surveillance.sessions.authenticate`` issued; written only by ``dashboard.app``.
+AUTH_KEY = "auth"
 
 
 def translator() -> Translator:
@@ -22,12 +25,19 @@ def translator() -> Translator:
 def page_guard(action: Action) -> tuple[Identity, Translator]:
     """The signed-in identity if it may do ``action``; otherwise an error and ``st.stop()``.
 
-    The navigation never offers a page a role lacks; this second check (audited
+    The identity is re-read from ``app_user`` for the sealed session record
+    (``surveillance.sessions.session_identity``); nothing else in the session
+    state — an ``identity`` key, a query parameter, a widget — is trusted.  A
+    record that is present but forged or altered is refused and audited.  The
+    navigation never offers a page a role lacks; the role check here (audited
     when it refuses) covers a page reached some other way.
     """
     tr = translator()
-    identity: Identity | None = st.session_state.get("identity")
+    record = st.session_state.get(AUTH_KEY)
+    identity = session_identity(common.engine(), record) if record is not None else None
     if identity is None:
+        if record is not None and not (isinstance(record, SessionRecord) and record.sealed()):
+            refuse_forged(common.engine(), record, now=common.now())
         st.error(tr.t("app.denied"))
         st.stop()
     if not allowed(identity, action):

@@ -202,8 +202,7 @@ def test_a_nurse_has_no_board_page(app_db):
 
 def test_the_board_page_run_directly_as_a_nurse_is_denied(app_db):
     engine = app_db["engine"]
-    at = AppTest.from_file(BOARD_PAGE, default_timeout=60)
-    at.session_state["identity"] = Identity(app_db["users"]["nurse1"], "nurse1", "Nurse1", Role.NURSE, "oncology")
+    at = login(AppTest.from_file(BOARD_PAGE, default_timeout=60), engine, "nurse1")
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [EN.t("app.denied")]

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.i18n import Translator
-from surveillance.access import Identity, Role
+from surveillance.access import Role
 from surveillance.rules.schema import DEFAULT_RULES_PATH
 from surveillance.scoring import REGISTRY
 from surveillance.scoring.vocab import PrimarySite
@@ -47,7 +47,7 @@ def open_directly(app_db, name: str, role: Role) -> AppTest:
     """Run the page file on its own with an identity of ``role`` (its own guard decides)."""
     at = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / f"{name}.py"), default_timeout=60)
     username = {Role.LEAD: "lead1", Role.ADMIN: "admin1", Role.NURSE: "nurse1", Role.PHYSICIAN: "doc1"}[role]
-    at.session_state["identity"] = Identity(app_db["users"][username], username, username.title(), role)
+    login(at, app_db["engine"], username)
     at.run()
     assert not at.exception, at.exception
     return at

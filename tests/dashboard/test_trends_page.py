@@ -171,9 +171,7 @@ def test_other_roles_have_no_trends_page(app_db, username):
 @pytest.mark.parametrize("role", [Role.NURSE, Role.ADMIN])
 def test_page_run_directly_denies_other_roles(app_db, role):
     at = AppTest.from_file(TRENDS_PAGE, default_timeout=60)
-    at.session_state["identity"] = Identity(
-        app_db["users"]["nurse1" if role == Role.NURSE else "admin1"], "someone", "Someone", role, "oncology"
-    )
+    login(at, app_db["engine"], "nurse1" if role == Role.NURSE else "admin1")
     at.run()
     assert [e.value for e in at.error] == [EN.t("app.denied")]
     assert not at.get("plotly_chart")
