@@ -21,9 +21,10 @@ Afterwards:
 * no stale snapshot was left behind: a final full recompute changes nothing;
 * at most one active alert per patient and rule; the audit chain verifies.
 
-**Writers**: :data:`WRITERS` is the list the threads draw from.  The import
-engineer adds an import writer by appending one more ``Writer`` (a function
-that imports a small file and returns ledger entries) — see ``import_writer``.
+**Writers**: :data:`WRITERS` (the service's writes) and :data:`IMPORT_WRITERS`
+(the importer, ``surveillance.importing.import_file``) are the lists the threads
+draw from; a new kind of writer is one more function returning its ledger
+entries.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ class World:
     patients: list[int]
     hot: list[int]
     today: object
+    mrns: dict[int, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # (table, id) of every row a successful write created
-    created: list[tuple[str, int]] = field(default_factory=list)
+    # (table, column, value) naming each row a successful write created (exactly one row must match)
+    created: list[tuple[str, str, object]] = field(default_factory=list)
     # action -> successes (one audit event each)
     actions: Counter = field(default_factory=Counter)
     # patient id -> successful edits, in the order they were reported
@@ -71,8 +73,9 @@ class World:
     unexpected: list[str] = field(default_factory=list)
 
 
-#: A writer does one write and returns (audit action, created rows); it may raise ConflictError.
-Writer = Callable[[World, random.Random], tuple[str, list[tuple[str, int]]]]
+#: A writer does one write and returns (audit action, [(table, column, value) of each row it created]);
+#: it may raise ConflictError.
+Writer = Callable[[World, random.Random], tuple[str, list[tuple[str, str, object]]]]
 
 
 def now() -> datetime:
@@ -84,7 +87,7 @@ def ecog(world: World, rng: random.Random):
     result = service.record_performance_status(
         world.engine, world.doctor, pid, recorded_on=world.today, ecog=rng.randint(0, 4), now=now()
     )
-    return "record.performance_status", [("performance_status", result.id)]
+    return "record.performance_status", [("performance_status", "id", result.id)]
 
 
 def lab(world: World, rng: random.Random):
@@ -98,7 +101,7 @@ def lab(world: World, rng: random.Random):
         value=rng.uniform(2.5, 4.5),
         now=now(),
     )
-    return "record.lab", [("lab_result", result.id)]
+    return "record.lab", [("lab_result", "id", result.id)]
 
 
 def bma(world: World, rng: random.Random):
@@ -106,7 +109,7 @@ def bma(world: World, rng: random.Random):
     result = service.record_bma_dose(
         world.engine, world.doctor, pid, given_on=world.today, agent="zoledronic_acid", dose_mg=4, now=now()
     )
-    return "record.bma_dose", [("bma_administration", result.id)]
+    return "record.bma_dose", [("bma_administration", "id", result.id)]
 
 
 def neuro(world: World, rng: random.Random):
@@ -114,7 +117,7 @@ def neuro(world: World, rng: random.Random):
     result = service.record_neuro_status(
         world.engine, world.doctor, pid, recorded_on=world.today, new_spinal_pain=True, now=now()
     )
-    return "record.neuro_status", [("neuro_status", result.id)]
+    return "record.neuro_status", [("neuro_status", "id", result.id)]
 
 
 def imaging(world: World, rng: random.Random):
@@ -129,7 +132,7 @@ def imaging(world: World, rng: random.Random):
         lesions=[LesionFinding(level=rng.choice(["T4", "T8", "L2"]), lesion_type="lytic", pain="mechanical")],
         now=now(),
     )
-    return "record.imaging", [("imaging_study", result.id)]
+    return "record.imaging", [("imaging_study", "id", result.id)]
 
 
 def edit_patient(world: World, rng: random.Random):
@@ -171,20 +174,39 @@ def board(world: World, rng: random.Random):
     result = service.record_board_decision(
         world.engine, world.doctor, pid, decision="observe; MRI in 6 weeks", decided_on=world.today, now=now()
     )
-    return "board.decide", [("board_case", result.id)]
+    return "board.decide", [("board_case", "id", result.id)]
 
 
-#: The threads draw from these (thread i uses WRITERS[i % len(WRITERS)], then random ones).
+#: The threads draw from these and IMPORT_WRITERS (thread i mostly its own writer, sometimes any other).
 WRITERS: list[Writer] = [edit_patient, edit_patient, assign_alert, imaging, neuro, ecog, lab, bma, board]
 
-# Hook for the import engineer: when ``surveillance.importing`` can import a file, append a writer
-# that imports a small generated CSV/FHIR file and returns ("import.<kind>", [(table, id), ...]).
-IMPORT_WRITERS: list[Writer] = []
+
+def import_csv(world: World, rng: random.Random):
+    """A small CSV of ECOG rows for random patients, some of them the hot ones, through the importer."""
+    from surveillance.importing import import_file
+
+    pids = [rng.choice(world.hot)] + rng.sample(world.patients, 3)
+    ids = [f"cc-{rng.getrandbits(64):x}" for _ in pids]
+    lines = ["mrn,recorded_on,ecog,source_id"] + [
+        f"{world.mrns[pid]},{world.today.isoformat()},{rng.randint(0, 4)},{sid}"
+        for pid, sid in zip(pids, ids, strict=True)
+    ]
+    result = import_file(
+        world.engine, ("\n".join(lines) + "\n").encode(), name="ecog.csv", actor="import:concurrency", now=now()
+    )
+    if result.status != "imported":
+        raise RuntimeError(f"import {result.status}: {[i.message for i in result.issues]}")
+    # The CSV importer keeps a row's id as "<template>:<source_id>" (surveillance/importing/csv_templates.py).
+    return "import.file", [("performance_status", "source_id", f"performance_status:{sid}") for sid in ids]
+
+
+#: Import writers (the importer, surveillance.importing.import_file): thread 0 mostly imports.
+IMPORT_WRITERS: list[Writer] = [import_csv]
 
 
 def run_writer(world: World, index: int, stop: threading.Event, seed: int) -> None:
     rng = random.Random(seed)
-    writers = WRITERS + IMPORT_WRITERS
+    writers = IMPORT_WRITERS + WRITERS  # thread 0 imports
     first = True
     while not stop.is_set():
         writer = writers[index % len(writers)] if first or rng.random() < 0.6 else rng.choice(writers)
@@ -226,6 +248,8 @@ def test_eight_writers_and_a_full_recompute_lose_nothing(engine):
         today=clinical_day(now()),
     )
     with engine.connect() as conn:
+        world.mrns = dict(conn.execute(text("SELECT id, mrn FROM patient")).all())
+    with engine.connect() as conn:
         start_versions = dict(conn.execute(text("SELECT id, version FROM patient")).all())
         audit_before = Counter(
             dict(conn.execute(text("SELECT action, COUNT(*) FROM audit_event GROUP BY action")).all())
@@ -254,10 +278,10 @@ def test_eight_writers_and_a_full_recompute_lose_nothing(engine):
     with engine.connect() as conn:
         # Every write reported successful is there.
         missing = []
-        for table, row_id in world.created:
-            found = conn.execute(text(f"SELECT COUNT(*) FROM {table} WHERE id = :i"), {"i": row_id}).scalar()
+        for table, column, value in world.created:
+            found = conn.execute(text(f"SELECT COUNT(*) FROM {table} WHERE {column} = :v"), {"v": value}).scalar()
             if found != 1:
-                missing.append((table, row_id))
+                missing.append((table, column, value))
         assert missing == []
         # One audit event per successful write, and none for a refused one.
         audit_after = Counter(
