@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-SAMPLES = Path("/work/shared/fhir-samples")
+SAMPLES = Path(__file__).parents[1] / "fixtures" / "fhir-samples"  # the copy of /work/shared/fhir-samples
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 FACT_TABLES = (
     "patient",

@@ -1,4 +1,4 @@
-"""Every FHIR/JSON file of /work/shared/fhir-samples: imported with what it says, or rejected for its defect.
+"""Every FHIR/JSON file of tests/fixtures/fhir-samples (= /work/shared/fhir-samples): imported with what it says, or rejected for its defect.
 
 Expectations come from reading the files (and notes/fhir-data.md, which lists their
 defects), not from the importer: e.g. TrialMatching_Patient02 is a breast cancer
