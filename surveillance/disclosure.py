@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from db.engine import write_session
 from surveillance import audit
-from surveillance.access import Action, Identity, require
+from surveillance.access import Action, Identity, PermissionDenied, require
 from surveillance.exports import to_csv, to_xlsx
 
 #: File formats of a table export and their MIME types.
@@ -37,6 +37,17 @@ TABLE_FORMATS = {
     "csv": "text/csv",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
+
+
+def _require_export(engine: Engine, identity: Identity, action: str, now: datetime) -> None:
+    """Refuse a role that may not export; the refused attempt is audited (outcome ``denied``)."""
+    try:
+        require(identity, Action.EXPORT)
+    except PermissionDenied as err:
+        with write_session(engine) as session:
+            audit.record(session, actor=identity.actor, action=action, outcome="denied",
+                         detail={"reason": str(err)}, now=now)
+        raise
 
 
 def record_disclosure(
@@ -50,7 +61,7 @@ def record_disclosure(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """One audit event for one export of identifiable data (the (d)(11) data set)."""
-    require(identity, Action.EXPORT)
+    _require_export(engine, identity, action, now)
     ids = sorted({int(i) for i in patient_ids})
     body = {"format": file_format, "patients": len(ids), "patient_ids": ids, **(detail or {})}
     with write_session(engine) as session:
@@ -85,7 +96,7 @@ def export_file(
     detail: dict[str, Any] | None = None,
 ) -> bytes:
     """Build an identifiable file and record its disclosure; no file without its audit event."""
-    require(identity, Action.EXPORT)
+    _require_export(engine, identity, action, now)
     content = build()
     record_disclosure(
         engine, identity, action=action, patient_ids=patient_ids, file_format=file_format, now=now, detail=detail

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db import models as m
 from db.engine import write_session
-from surveillance import audit, service, sessions, users
+from surveillance import audit, disclosure, service, sessions, users
 from surveillance.access import Identity, PermissionDenied, Role
 from surveillance.cli import main
 from surveillance.service import LesionFinding
@@ -114,7 +114,7 @@ class Case:
     act: Any  # (world) -> None
     events: list[dict[str, Any]]  # expected new events, in order: actor, action, patient ("pid" or None), outcome
     setup: Any = None  # (world) -> dict merged into world
-    detail: dict[str, Any] = field(default_factory=dict)  # keys that must be in the last event's detail
+    detail: dict[str, Any] = field(default_factory=dict)  # keys that must be in the last event's detail (or f(world))
 
 
 def E(actor, action, patient=None, outcome="success"):  # noqa: N802 - a row constructor
@@ -222,7 +222,14 @@ CASES = [
     Case("board decision by a nurse", _fail(lambda w: service.record_board_decision(
         w["engine"], w["nurse"], w["pid"], decision="x", decided_on=DAY, now=NOW)),
         [E("nurse1", "board.decide", "pid", "denied")]),
-    # --- exports (the audit report's own export; patient-data exports: surveillance.disclosure)
+    # --- exports: a disclosure of identifiable data (ONC (d)(11)), a refused one, and the audit report's own
+    Case("caseload export", lambda w: disclosure.export_table(
+        w["engine"], w["nurse"], action="export.caseload", columns=["mrn"], rows=[["A0001"]], patient_ids=[w["pid"]],
+        file_format="csv", now=NOW), [E("nurse1", "export.caseload", "pid")],
+        detail={"patient_ids": lambda w: [w["pid"]], "format": "csv", "rows": 1}),
+    Case("export by a role without it", _fail(lambda w: disclosure.export_table(
+        w["engine"], w["lead"], action="export.caseload", columns=["mrn"], rows=[["A0001"]], patient_ids=[w["pid"]],
+        file_format="csv", now=NOW)), [E("lead1", "export.caseload", None, "denied")]),
     Case("audit report export", lambda w: service.audit_view(
         w["engine"], Identity(w["user_ids"]["admin1"], "admin1", "Admin", Role.ADMIN), patient_id=None,
         what="export.audit", now=NOW, detail={"rows": 3}), [E("admin1", "export.audit")], detail={"rows": 3}),
@@ -272,7 +279,7 @@ def test_each_auditable_action_leaves_its_event(world, case):
             assert moment == NOW
     detail = json.loads(got[-1].detail)
     for key, value in case.detail.items():
-        assert detail.get(key) == value, detail
+        assert detail.get(key) == (value(world) if callable(value) else value), detail
     assert "factory-pass" not in " ".join(e.detail for e in new)  # never a password
     report = audit.verify(engine)
     assert report.ok, report.summary()
