@@ -211,8 +211,8 @@ SURGERY_TEXT = (
     ("kyphoplast", "bkp"),
     ("vertebroplast", "pvp"),
     ("separation surgery", "separation"),
+    ("total en bloc spondylectomy", "tes"),  # before "en bloc", which it contains
     ("en bloc", "en_bloc"),
-    ("total en bloc spondylectomy", "tes"),
     ("decompression", "decompression_fixation"),
     ("laminectomy", "decompression_fixation"),
     ("fixation", "decompression_fixation"),
