@@ -192,7 +192,8 @@ def verify_chain(
     the chain must still contain that many events and that hash — the only check
     that catches someone who rewrote both the chain and ``audit_head``.
     """
-    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and isinstance(bind, Engine) and not session.in_transaction():
         # One snapshot for the head and the events, so a concurrent append is not mistaken for tampering.
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     head_row = None

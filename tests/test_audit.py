@@ -21,8 +21,10 @@ from sqlalchemy.exc import DBAPIError
 
 from db.engine import write_session
 from db.privileges import grant_app_role
-from surveillance import audit
+from surveillance import audit, service
+from surveillance.access import Identity, Role
 from surveillance.cli import main
+from tests import factories
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -251,11 +253,16 @@ def test_the_pg_application_role_cannot_change_the_audit_trail(engine, db_url):
                           "ALTER TABLE audit_event DISABLE TRIGGER USER"):
             message = _refused(app, statement)
             assert "permission denied" in message or "must be owner" in message, (statement, message)
-        # The clinical tables stay writable for the application.
-        with app.begin() as conn:
-            conn.execute(text("UPDATE app_setting SET value = value"))
+        # The application still works: a clinical write (with its re-score and audit event) as the role.
+        nurse_id = factories.add_users(engine)["nurse1"]
+        nurse = Identity(nurse_id, "nurse1", "Nurse One", Role.NURSE, "oncology")
+        created = service.create_patient(app, nurse, mrn="R0001", family_name="A", given_name="B",
+                                         now=_at(2))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM risk_snapshot WHERE patient_id = :p"),
+                                {"p": created.patient_id}).scalar() == 1
         report = audit.verify(engine)
-        assert report.ok and report.events == 1 and report.last_id == event.id
+        assert report.ok and report.events == 2 and report.last_id > event.id
     finally:
         app.dispose()
         _raw(engine, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
@@ -268,3 +275,57 @@ def test_grant_app_role_prints_its_sql_and_refuses_odd_names(engine, db_url, mon
     assert 'REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_event FROM "app_reader";' in out
     assert main(["db", "grant-app-role", 'x"; DROP TABLE patient; --', "--print"]) == 2
     assert "not a plain role name" in capsys.readouterr().err
+
+
+def test_random_tampering_is_always_named_at_the_right_event(engine):
+    """security.md test 40: random edits, deletions, swaps and cut tails; each in a rolled-back transaction."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from sqlmodel import Session
+
+    ids = _chain(engine, 12)
+    edits = {
+        "actor": "'mallory'",
+        "patient_id": "patient_id + 1",
+        "outcome": "'failure'",
+        "detail": "detail || ' '",
+        "target": "'x'",
+        "occurred_at": "occurred_at - interval '1 day'" if engine.dialect.name == "postgresql"
+        else "replace(occurred_at, '2026-11-01', '2026-10-31')",  # backdated
+    }
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(kind=st.sampled_from(["edit", "delete", "swap", "truncate"]), k=st.integers(0, 10),
+           column=st.sampled_from(sorted(edits)))
+    def check(kind, k, column):
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+                else:
+                    conn.execute(text("DROP TRIGGER audit_event_no_update"))
+                    conn.execute(text("DROP TRIGGER audit_event_no_delete"))
+                if kind == "edit":
+                    conn.execute(text(f"UPDATE audit_event SET {column} = {edits[column]} WHERE id = :id"),
+                                 {"id": ids[k]})
+                    expected, words = ids[k], "edited"
+                elif kind == "delete":
+                    conn.execute(text("DELETE FROM audit_event WHERE id = :id"), {"id": ids[k]})
+                    expected, words = ids[k + 1], "deleted"
+                elif kind == "swap":
+                    for a, b in ((ids[k], -1), (ids[k + 1], ids[k]), (-1, ids[k + 1])):
+                        conn.execute(text("UPDATE audit_event SET id = :b WHERE id = :a"), {"a": a, "b": b})
+                    expected, words = ids[k], "out of order"
+                else:
+                    conn.execute(text("DELETE FROM audit_event WHERE id >= :id"), {"id": ids[k + 1]})
+                    expected, words = ids[-1], "truncated"
+                report = audit.verify_chain(Session(bind=conn))
+            finally:
+                transaction.rollback()
+        assert not report.ok
+        assert report.first_bad_id == expected, (kind, k, column, report)
+        assert words in report.problem
+
+    check()
+    assert audit.verify(engine).ok  # every tampering was rolled back
