@@ -41,6 +41,8 @@ def _read_json(path: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{name} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    except RecursionError:
+        raise InputError(f"{name} is nested too deeply to be a case file") from None
 
 
 def _cases_of(document: Any) -> tuple[list[tuple[str | None, Any]], bool]:
@@ -484,6 +486,37 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if any(r.status == "rejected" for r in results) else EXIT_OK
 
 
+def cmd_export_patient(args: argparse.Namespace) -> int:
+    """One patient as a FHIR R4 Bundle (JSON) to FILE or standard output, recorded as a disclosure."""
+    from pathlib import Path
+
+    from surveillance.access import Identity, Role
+    from surveillance.importing.export import ExportError, export_patient_file, patient_id_for_mrn
+
+    out = Path(args.output) if args.output else None
+    if out is not None and out.exists():
+        raise InputError(f"{out}: already exists (an export never overwrites a file)")
+    engine = _engine(args)
+    try:
+        pid = patient_id_for_mrn(engine, args.mrn)
+    except ExportError as err:
+        raise InputError(str(err)) from None
+    # whoever holds DATABASE_URL at the command line may read every record; the disclosure names the OS user
+    operator = Identity(0, f"cli:{_os_user()}", "command line", Role.PHYSICIAN)
+    content, export = export_patient_file(engine, operator, pid, now=_now())
+    if out is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+    else:
+        out.write_bytes(content)
+    print(f"patient {args.mrn}: {len(export.bundle['entry'])} resources{f' to {out}' if out else ''}", file=sys.stderr)
+    for what, rows in export.left_out.items():
+        print(f"  not in the file (no FHIR mapping the importer reads back): {what} x{rows}", file=sys.stderr)
+    for what, rows in export.added.items():
+        print(f"  a re-import would add: {what} x{rows}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -599,6 +632,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--partial", action="store_true", help="import the valid entries of a file with errors")
     imp.add_argument("--json", action="store_true", help="print the reports as JSON")
     imp.set_defaults(handler=cmd_import)
+    export = sub.add_parser("export", help="export patient data (audited as a disclosure)")
+    export_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    export_patient = export_sub.add_parser(
+        "patient",
+        help="one patient as a FHIR R4 Bundle (JSON) that `import` reads back; what it cannot carry is listed",
+    )
+    export_patient.add_argument("--mrn", required=True, help="the patient's medical record number")
+    export_patient.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (never overwritten); default stdout"
+    )
+    export_patient.set_defaults(handler=cmd_export_patient)
     state = sub.add_parser("state", help="maintenance of the derived patient_state table")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_sub.add_parser("rebuild", help="recompute patient_state from the facts for every patient").set_defaults(

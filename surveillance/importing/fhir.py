@@ -850,8 +850,18 @@ def _modality_text(text: str) -> str | None:
 
 
 def parse(name: str, data: bytes) -> ParseResult:
-    """Parse one FHIR JSON file (a Bundle or one resource) into import records and issues."""
-    return _Parser(name).parse(data)
+    """Parse one FHIR JSON file (a Bundle or one resource) into import records and issues.
+
+    A document whose structure the parser does not expect (``"entry": true``, a
+    list where an object belongs, …) is refused as a whole with one file-level
+    issue and no records, rather than a traceback (``tests/test_fuzz_input.py``).
+    """
+    try:
+        return _Parser(name).parse(data)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError, RecursionError) as err:
+        where = type(err).__name__
+        return ParseResult(issues=[ImportIssue(None, name, "the JSON does not have the structure of a FHIR R4 "
+                                                           f"resource or Bundle ({where}); nothing was imported")])
 
 
 __all__ = ["SOURCE_SYSTEM", "parse"]
