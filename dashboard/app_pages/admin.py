@@ -131,4 +131,5 @@ with audit_tab:
         if report.ok:
             st.success(tr.t("admin.chain_ok", n=tr.number(report.events)))
         else:
-            st.error(tr.t("admin.chain_bad", id=report.first_bad_id, problem=report.problem))
+            st.error(tr.t("admin.chain_bad", id=report.first_bad_id, at=_when(report.first_bad_at),
+                          problem=report.problem))

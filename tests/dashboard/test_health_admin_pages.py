@@ -171,6 +171,8 @@ def test_users_are_listed_and_the_audit_chain_verification_is_shown(app_db):
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 1
-    assert errors[0].startswith(EN.t("admin.chain_bad", id=edited, problem="")), errors
+    with engine.connect() as conn:
+        edited_at = conn.execute(text("SELECT occurred_at FROM audit_event WHERE id = :id"), {"id": edited}).scalar()
+    assert errors[0].startswith(EN.t("admin.chain_bad", id=edited, at=EN.datetime(edited_at), problem="")), errors
     assert "edited" in errors[0]
     assert not at.success
