@@ -670,10 +670,23 @@ def patient_id_for_mrn(engine: Engine, mrn: str) -> int:
 
 def export_patient_file(engine: Engine, identity, patient_id: int, *, now: datetime) -> tuple[bytes, PatientExport]:
     """The Bundle as JSON bytes with its disclosure recorded (``export.patient_fhir``); no file without the event."""
-    from surveillance import disclosure
-    from surveillance.access import Action, require
+    from db.engine import write_session
+    from surveillance import audit, disclosure
+    from surveillance.access import Action, PermissionDenied, in_scope, require
 
     require(identity, Action.EXPORT)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT assigned_nurse_id, department FROM patient WHERE id = :pid"), {"pid": patient_id}
+        ).first()
+    if row is None:
+        raise ExportError(f"no patient with id {patient_id}")
+    # the user's own patients only: a break-glass grant opens the record to read, not to take away
+    if not in_scope(identity, assigned_nurse_id=row[0], department=row[1]):
+        with write_session(engine) as session:
+            audit.record(session, actor=identity.actor, action="export.patient_fhir", patient_id=patient_id,
+                         outcome="denied", detail={"reason": "patient outside the user's scope"}, now=now)  # fmt: skip
+        raise PermissionDenied("this patient is not in your caseload")
     export = patient_export(engine, patient_id, now=now)
     content = disclosure.export_file(
         engine,

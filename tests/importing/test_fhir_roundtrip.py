@@ -380,3 +380,69 @@ def test_demo_patients_round_trip_what_the_export_says_it_carries(engine, second
     # the demo patients exercise the rich facts: lesions with assessments, ECOG, labs, BMA, imaging
     assert {"spinal_lesion", "lesion_assessment", "performance_status", "lab_result", "bma_administration",
             "imaging_study"} <= covered, covered  # fmt: skip
+
+
+def _cli(db_url: str, *args: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run(
+        [sys.executable, "-m", "surveillance", *args],
+        cwd=Path(__file__).parents[2],
+        env=dict(os.environ, DATABASE_URL=db_url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_export_writes_the_bundle_records_the_disclosure_and_imports_back(engine, db_url, second_engine, tmp_path):
+    pid = add_rich_patient(engine, mrn="RT-CLI")
+    path = tmp_path / "rt-cli.json"
+    proc = _cli(db_url, "export", "patient", "--mrn", "RT-CLI", "-o", str(path))
+    assert proc.returncode == 0, proc.stderr
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    validate_bundle(bundle)
+    [event] = _rows(engine, "SELECT * FROM audit_event WHERE action = 'export.patient_fhir' AND patient_id = :pid", pid)
+    assert event["actor"].startswith("cli:")
+    assert json.loads(event["detail"])["resources"] == len(bundle["entry"])
+    # never overwrites, and an unknown MRN is a clear error: neither writes a file or a disclosure
+    again = _cli(db_url, "export", "patient", "--mrn", "RT-CLI", "-o", str(path))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    unknown = _cli(db_url, "export", "patient", "--mrn", "NO-SUCH", "-o", str(tmp_path / "x.json"))
+    assert unknown.returncode == 2 and "no patient with MRN" in unknown.stderr
+    assert not (tmp_path / "x.json").exists()
+    assert len(_rows(engine, "SELECT id FROM audit_event WHERE action = 'export.patient_fhir' AND :pid = :pid", 0)) == 1
+    result = import_bytes(second_engine, path.read_bytes(), "rt-cli.json")
+    assert result.status == "imported"
+    assert facts(second_engine, patient_id_for_mrn(second_engine, "RT-CLI")) == facts(engine, pid)
+
+
+def test_export_file_requires_a_role_that_may_export(engine):
+    from surveillance.access import Identity, PermissionDenied, Role
+    from surveillance.importing.export import export_patient_file
+
+    pid = add_rich_patient(engine, mrn="RT-ROLE")
+    for role in (Role.LEAD, Role.ADMIN):
+        with pytest.raises(PermissionDenied):
+            export_patient_file(engine, Identity(1, f"u-{role}", "U", role), pid, now=NOW)
+    assert not _rows(engine, "SELECT id FROM audit_event WHERE action = 'export.patient_fhir' AND :pid = :pid", 0)
+    # a nurse exports her own patient only; another nurse's patient is refused, and the refusal is audited
+    with write_session(engine) as s:
+        nurse = m.AppUser(username="nurse1", display_name="N", role="nurse", password_hash="x")
+        s.add(nurse)
+        s.flush()
+        s.get(m.Patient, pid).assigned_nurse_id = nurse.id
+        nurse_id = nurse.id
+    with pytest.raises(PermissionDenied):
+        export_patient_file(engine, Identity(nurse_id + 1, "nurse2", "N2", Role.NURSE), pid, now=NOW)
+    content, export = export_patient_file(engine, Identity(nurse_id, "nurse1", "N", Role.NURSE), pid, now=NOW)
+    assert json.loads(content) == export.bundle
+    events = _rows(engine, "SELECT actor, patient_id, outcome FROM audit_event WHERE action = 'export.patient_fhir' "
+                   "AND :pid = :pid ORDER BY id", 0)  # fmt: skip
+    assert events == [
+        {"actor": "nurse2", "patient_id": pid, "outcome": "denied"},
+        {"actor": "nurse1", "patient_id": pid, "outcome": "success"},
+    ]
