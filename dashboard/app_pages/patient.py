@@ -15,12 +15,14 @@ import streamlit as st
 
 from dashboard.charts import patient_timeline_chart
 from dashboard.components.alerts import alert_actions
+from dashboard.components.exports import file_download
 from dashboard.components.page import page_guard, rule_title
 from dashboard.components.score_panel import locomo_panel, noms_text, score_panel, totals_text, value_text
 from dashboard.data import patient as data
 from dashboard.data.common import after_write, engine, now, today
 from surveillance import break_glass, service
-from surveillance.access import Action, PermissionDenied
+from surveillance.access import Action, PermissionDenied, allowed
+from surveillance.importing.export import export_patient_file
 from surveillance.labs import LABS, LabTest
 from surveillance.locomo import CONDITION_TYPE, LocomoCondition
 from surveillance.scoring.sre import SreType
@@ -219,6 +221,13 @@ facts = [
 cols = st.columns(4)
 for i, (fact, value) in enumerate(facts):
     cols[i % 4].markdown(f"**{tr.t(fact)}**  \n{value}")
+# The record as FHIR R4: built and recorded as a disclosure on click; the user's own patients only (not under
+# break-glass, which opens a record to read, not to take away); leads and admins never reach this page.
+if emergency is None and allowed(identity, Action.EXPORT):
+    fhir_name = re.sub(r"[^A-Za-z0-9_-]", "_", str(patient["mrn"]))[:40] or "patient"
+    file_download(tr.t("patient.download_fhir"), lambda: export_patient_file(engine(), identity, pid, now=now())[0],
+                  file_name=f"patient-{fhir_name}.fhir.json", mime="application/fhir+json", key="patient_download_fhir")
+    st.caption(tr.t("patient.download_fhir_help"))
 
 active = data.active_alerts(identity, pid)
 snapshot = record["snapshot"]

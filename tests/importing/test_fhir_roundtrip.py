@@ -446,3 +446,40 @@ def test_export_file_requires_a_role_that_may_export(engine):
         {"actor": "nurse2", "patient_id": pid, "outcome": "denied"},
         {"actor": "nurse1", "patient_id": pid, "outcome": "success"},
     ]
+
+
+def test_patient_page_download_is_the_bundle_built_and_audited_on_click(db_url, engine, second_engine, monkeypatch):
+    """The nurse's own patient: a deferred download (nothing disclosed by showing the page), the Bundle on click,
+    one disclosure per click; it imports back.  The lead never reaches the page (tests/dashboard role matrix)."""
+    import streamlit as st
+
+    from tests import factories
+    from tests.dashboard.conftest import login, new_app, page
+    from tests.dashboard.test_exports import _button, _click, _keep_managers
+
+    users = factories.add_users(engine)
+    pid = add_rich_patient(engine, mrn="RT-PAGE")
+    with write_session(engine) as s:
+        s.get(m.Patient, pid).assigned_nurse_id = users["nurse1"]
+    recompute(engine, full=True, now=NOW, trigger="test")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("SURVEILLANCE_INPROCESS_SCHEDULER", "0")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    managers = _keep_managers(monkeypatch)
+    at = login(new_app(), engine, "nurse1")
+    at.session_state["patient_id"] = pid
+    page(at, "patient")
+    assert not at.exception, at.exception
+    exports = "SELECT actor, patient_id FROM audit_event WHERE action = 'export.patient_fhir' AND :pid = :pid"
+    assert _rows(engine, exports, 0) == [], "showing the page discloses nothing"
+    data = _click(managers, _button(at, "patient_download_fhir"))
+    bundle = json.loads(data)
+    validate_bundle(bundle)
+    assert bundle["entry"][0]["resource"]["identifier"][1]["value"] == "RT-PAGE"
+    assert _rows(engine, exports, 0) == [{"actor": "nurse1", "patient_id": pid}]
+    result = import_bytes(second_engine, data, "page.json")
+    assert result.status == "imported"
+    assert facts(second_engine, patient_id_for_mrn(second_engine, "RT-PAGE")) == facts(engine, pid)
+    st.cache_data.clear()
+    st.cache_resource.clear()
