@@ -249,6 +249,8 @@ def _patient_resource(p: dict[str, Any]) -> dict:
     gender = {"f": "female", "female": "female", "m": "male", "male": "male", "other": "other"}.get(sex)
     if gender:
         res["gender"] = gender
+    if sex and gender != sex:
+        p["_sex_changed"] = True
     if p.get("birth_date") is not None:
         res["birthDate"] = _iso(p["birth_date"])
     if p.get("status") == "deceased" and p.get("deceased_on") is not None:
@@ -304,6 +306,8 @@ def _build(conn, patient_id: int) -> _Builder:
         ("assigned_nurse_id", "patient.assigned_nurse"),
     ):
         b.gap(what, int(p.get(col) is not None))
+    if p.get("_sex_changed"):
+        b.gap(f"patient.sex {p['sex']!r} (written as FHIR gender {pres.get('gender', 'none')!r})")
     if p.get("status") in ("transferred", "on_hold"):
         b.gap(f"patient.status {p['status']}")
     elif p.get("status") == "deceased" and p.get("deceased_on") is None:
