@@ -767,6 +767,9 @@ def _validate_patient_fields(values: dict[str, Any], *, birth: date | None, toda
         elif key == "zoledronic_regimen":
             out[key] = _choice(key, value, ZOLEDRONIC_REGIMENS)
         elif key == "assigned_nurse_id":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)
+                                      or not str(value).strip().isdigit()):
+                raise ValidationError(key, f"{value!r} is not a user id")
             out[key] = None if value is None else int(value)
         else:
             out[key] = _text(key, value, max_length=256)
@@ -992,10 +995,26 @@ def dismiss_alert(
     )
 
 
+def _clinician(engine: Engine, name: str, user_id: Any, *, required: bool) -> int | None:
+    """An active nurse or physician's id (whom an alert may be handed to), else :class:`ValidationError`."""
+    if user_id is None:
+        if required:
+            raise ValidationError(name, "is required (a nurse or physician)")
+        return None
+    if isinstance(user_id, bool) or not str(user_id).strip().isdigit():
+        raise ValidationError(name, f"{user_id!r} is not a user id")
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT role, active FROM app_user WHERE id = :u"), {"u": int(user_id)}).first()
+    if row is None or not row.active or row.role not in (Role.NURSE, Role.PHYSICIAN):
+        raise ValidationError(name, "is not an active nurse or physician")
+    return int(user_id)
+
+
 def escalate_alert(
     engine: Engine, identity: Identity, alert_id: int, *, version: int, to_user_id: int | None, note: Any, now: datetime
 ) -> WriteResult:
     note_text = _text("note", note, max_length=256, required=True)
+    to_user_id = _clinician(engine, "to_user_id", to_user_id, required=False)
     return _alert_action(
         engine,
         identity,
@@ -1011,6 +1030,7 @@ def escalate_alert(
 def assign_alert(
     engine: Engine, identity: Identity, alert_id: int, *, version: int, to_user_id: int, now: datetime
 ) -> WriteResult:
+    to_user_id = _clinician(engine, "to_user_id", to_user_id, required=True)
     return _alert_action(
         engine, identity, alert_id, version, "assign", now, {"assigned_to_id": to_user_id}, {"to_user_id": to_user_id}
     )

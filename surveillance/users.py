@@ -41,6 +41,11 @@ def add_user(
         raise ValidationError("role", f"{role!r} is not a role; allowed: " + ", ".join(r.value for r in Role))
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise ValidationError("password", f"must have at least {MIN_PASSWORD_LENGTH} characters")
+    # The column widths of app_user (db/models.py): longer values are refused here, not by the database.
+    if display_name is not None and len(display_name) > 128:
+        raise ValidationError("display_name", "is longer than 128 characters")
+    if department is not None and len(department) > 64:
+        raise ValidationError("department", "is longer than 64 characters")
     with write_session(engine) as session:
         if session.exec(select(AppUser.id).where(AppUser.username == username)).first() is not None:
             raise ConflictError(f"user {username} already exists")
