@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from db.settings import DatabaseSettings
@@ -88,6 +88,31 @@ def dispose_engines() -> None:
 def writer(engine: Engine) -> Engine:
     """The same engine, whose transactions take the write lock up front on SQLite."""
     return engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+
+
+@contextmanager
+def derived_write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction for *derived* data (snapshots, system alerts, run records, trend tables).
+
+    On SQLite it commits with ``synchronous=NORMAL`` instead of ``FULL``: in WAL mode
+    that skips the fsync at commit (the WAL is synced at checkpoints), which is most
+    of a small run's cost.  A power loss may undo the last such commits but never
+    corrupts the file, and what it undoes is recomputed: the recompute queue rows a
+    run deletes are deleted in the same transaction, so they come back with it.  A
+    process crash (``kill -9``) loses nothing committed.  Clinical writes keep
+    ``synchronous=FULL`` (design.md); the pooled connection is set back to ``FULL``
+    before anything else can use it.  PostgreSQL: an ordinary write transaction.
+    """
+    with writer(engine).connect() as conn:
+        raw = conn.connection.driver_connection if is_sqlite(engine) else None
+        if raw is not None:
+            raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA synchronous=FULL")
 
 
 @contextmanager

@@ -43,7 +43,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from db import bulk
-from db.engine import is_sqlite, writer
+from db.engine import derived_write, is_sqlite, writer
 from db.models import utcnow
 from surveillance.batch import BatchScorer
 from surveillance.calendar import clinical_day
@@ -834,113 +834,112 @@ def _process(
         return {"patients": 0}
     batch, scored, evaluation, stamps = prepared
     n = len(batch.ids)
-    with writer(engine).connect() as conn:
-        with conn.begin():
-            if not is_sqlite(engine):
-                # One batch write at a time, as SQLite's BEGIN IMMEDIATE gives: two re-scores of one
-                # patient would otherwise both plan and insert "its" new alert (a unique violation),
-                # or write scores from facts older than the other's.  Reading and scoring stay parallel.
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_BATCH_LOCK})")
-            plan = _plan_alerts(conn, evaluation, ruleset, where_other, run_id, now)
-            columns = _snapshot_rows(batch, scored, evaluation, plan, ruleset)
-            content = _hash_columns(
-                [
-                    np.asarray(columns[c]) if not isinstance(columns[c], list) else np.asarray(columns[c], dtype=object)
-                    for c in _HASHED
-                ]
+    with derived_write(engine) as conn:
+        if not is_sqlite(engine):
+            # One batch write at a time, as SQLite's BEGIN IMMEDIATE gives: two re-scores of one
+            # patient would otherwise both plan and insert "its" new alert (a unique violation),
+            # or write scores from facts older than the other's.  Reading and scoring stay parallel.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_BATCH_LOCK})")
+        plan = _plan_alerts(conn, evaluation, ruleset, where_other, run_id, now)
+        columns = _snapshot_rows(batch, scored, evaluation, plan, ruleset)
+        content = _hash_columns(
+            [
+                np.asarray(columns[c]) if not isinstance(columns[c], list) else np.asarray(columns[c], dtype=object)
+                for c in _HASHED
+            ]
+        )
+        hashes = np.char.mod("%016x", content).astype(object)
+        existing = dict(
+            bulk.fetchall(conn, f"SELECT patient_id, content_hash FROM risk_snapshot WHERE {where_other}")
+        )
+        changed = np.array(
+            [existing.get(int(pid)) != h for pid, h in zip(batch.ids.tolist(), hashes, strict=True)], dtype=bool
+        )
+        columns["patient_id"] = batch.ids
+        columns["content_hash"] = hashes
+        written = int(changed.sum())
+        if written:
+            sel = np.flatnonzero(changed)
+            subset = {
+                k: (np.asarray(v, dtype=object)[sel] if isinstance(v, list) else v[sel]) for k, v in columns.items()
+            }
+            fixed = {"run_id": run_id, "computed_at": _db_time(conn, now)}
+            bulk.executemany(
+                conn,
+                bulk.upsert_sql("risk_snapshot", SNAPSHOT_COLUMNS, ["patient_id"]),
+                _to_db_rows(subset, SNAPSHOT_COLUMNS, written, fixed),
             )
-            hashes = np.char.mod("%016x", content).astype(object)
-            existing = dict(
-                bulk.fetchall(conn, f"SELECT patient_id, content_hash FROM risk_snapshot WHERE {where_other}")
+            bulk.executemany(
+                conn,
+                bulk.insert_sql("risk_snapshot_history", HISTORY_COLUMNS),
+                _to_db_rows(subset, HISTORY_COLUMNS, written, fixed),
             )
-            changed = np.array(
-                [existing.get(int(pid)) != h for pid, h in zip(batch.ids.tolist(), hashes, strict=True)], dtype=bool
+        stale_alert_ids: set[int] = set()
+        # Updates, grouped by the shape of their SET clause; an alert whose version moved is stale.
+        shapes: dict[tuple[bool, bool], list[tuple]] = {}
+        for severity, status, clear_snooze, escalated_at, alert_id, version in plan.updates:
+            shapes.setdefault((bool(clear_snooze), escalated_at is not None), []).append(
+                (alert_id, version, severity, status)
             )
-            columns["patient_id"] = batch.ids
-            columns["content_hash"] = hashes
-            written = int(changed.sum())
-            if written:
-                sel = np.flatnonzero(changed)
-                subset = {
-                    k: (np.asarray(v, dtype=object)[sel] if isinstance(v, list) else v[sel]) for k, v in columns.items()
-                }
-                fixed = {"run_id": run_id, "computed_at": _db_time(conn, now)}
-                bulk.executemany(
-                    conn,
-                    bulk.upsert_sql("risk_snapshot", SNAPSHOT_COLUMNS, ["patient_id"]),
-                    _to_db_rows(subset, SNAPSHOT_COLUMNS, written, fixed),
-                )
-                bulk.executemany(
-                    conn,
-                    bulk.insert_sql("risk_snapshot_history", HISTORY_COLUMNS),
-                    _to_db_rows(subset, HISTORY_COLUMNS, written, fixed),
-                )
-            stale_alert_ids: set[int] = set()
-            # Updates, grouped by the shape of their SET clause; an alert whose version moved is stale.
-            shapes: dict[tuple[bool, bool], list[tuple]] = {}
-            for severity, status, clear_snooze, escalated_at, alert_id, version in plan.updates:
-                shapes.setdefault((bool(clear_snooze), escalated_at is not None), []).append(
-                    (alert_id, version, severity, status)
-                )
-            for (clear_snooze, escalate), rows in shapes.items():
-                fixed = (
-                    "version = alert.version + 1"
-                    + (", snoozed_until = NULL, snooze_reason = NULL" if clear_snooze else "")
-                    + (", escalated_at = ?" if escalate else "")
-                )
-                done = _update_alerts(
-                    conn, ("severity", "status"), fixed, rows, [now] if escalate else [], status_after=lambda r: r[3]
-                )
-                stale_alert_ids.update(row[0] for row in rows if row[0] not in done)
-            resolved = 0
-            blocked: set[tuple[int, str]] = set()
-            by_reason: dict[str, list[tuple]] = {}
-            for _closed_at, reason, alert_id, version, pair in plan.resolves:
-                by_reason.setdefault(reason, []).append((alert_id, version, pair))
-            for reason, rows in by_reason.items():
-                done = _update_alerts(
-                    conn,
-                    (),
-                    "status = 'resolved', closed_at = ?, closed_by = 'system', close_reason = ?, "
-                    "version = alert.version + 1",
-                    [(alert_id, version) for alert_id, version, _pair in rows],
-                    [now, reason],
-                    extra_where=f" AND alert.status IN {ACTIVE_SQL}",
-                    status_after=lambda r: "resolved",
-                )
-                resolved += len(done)
-                for alert_id, _version, pair in rows:
-                    if alert_id not in done:
-                        stale_alert_ids.add(alert_id)
-                        blocked.add(pair)  # still active (a person just acted on it): no second active alert
-            # Inserts after the resolutions: a new episode may replace the alert resolved just above.
-            inserts = [row for row in plan.inserts if (row[0], row[1]) not in blocked]
-            bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), inserts)
-            if stale_alert_ids:
-                # A person changed one of these alerts meanwhile: their change stands; rescore next run.
-                bulk.execute(
-                    conn,
-                    "INSERT INTO recompute_queue (patient_id, queued_at) SELECT patient_id, ? FROM alert WHERE id IN "
-                    + bulk.in_list(sorted(stale_alert_ids)),
-                    (now,),
-                )
-            if queue_upto is not None:
-                bulk.execute(conn, f"DELETE FROM recompute_queue WHERE id <= ? AND {where_other}", (queue_upto,))
-            now_stamps = _state_stamps(conn, where_other)
-            stale = sorted(pid for pid in set(stamps) | set(now_stamps) if stamps.get(pid) != now_stamps.get(pid))
-            if stale:
-                bulk.executemany(
-                    conn, "INSERT INTO recompute_queue (patient_id, queued_at) VALUES (?, ?)", [(p, now) for p in stale]
-                )
-            # The run's progress, in the batch's own transaction: ``job_run`` always counts exactly the
-            # committed batches, so a run killed mid-way shows how far it got (and nothing more).
+        for (clear_snooze, escalate), rows in shapes.items():
+            fixed = (
+                "version = alert.version + 1"
+                + (", snoozed_until = NULL, snooze_reason = NULL" if clear_snooze else "")
+                + (", escalated_at = ?" if escalate else "")
+            )
+            done = _update_alerts(
+                conn, ("severity", "status"), fixed, rows, [now] if escalate else [], status_after=lambda r: r[3]
+            )
+            stale_alert_ids.update(row[0] for row in rows if row[0] not in done)
+        resolved = 0
+        blocked: set[tuple[int, str]] = set()
+        by_reason: dict[str, list[tuple]] = {}
+        for _closed_at, reason, alert_id, version, pair in plan.resolves:
+            by_reason.setdefault(reason, []).append((alert_id, version, pair))
+        for reason, rows in by_reason.items():
+            done = _update_alerts(
+                conn,
+                (),
+                "status = 'resolved', closed_at = ?, closed_by = 'system', close_reason = ?, "
+                "version = alert.version + 1",
+                [(alert_id, version) for alert_id, version, _pair in rows],
+                [now, reason],
+                extra_where=f" AND alert.status IN {ACTIVE_SQL}",
+                status_after=lambda r: "resolved",
+            )
+            resolved += len(done)
+            for alert_id, _version, pair in rows:
+                if alert_id not in done:
+                    stale_alert_ids.add(alert_id)
+                    blocked.add(pair)  # still active (a person just acted on it): no second active alert
+        # Inserts after the resolutions: a new episode may replace the alert resolved just above.
+        inserts = [row for row in plan.inserts if (row[0], row[1]) not in blocked]
+        bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), inserts)
+        if stale_alert_ids:
+            # A person changed one of these alerts meanwhile: their change stands; rescore next run.
             bulk.execute(
                 conn,
-                "UPDATE job_run SET patients = patients + ?, batches = batches + 1, "
-                "snapshots_written = snapshots_written + ?, alerts_opened = alerts_opened + ?, "
-                "alerts_resolved = alerts_resolved + ? WHERE id = ?",
-                (0 if revisit else n, written, len(inserts), resolved, run_id),
+                "INSERT INTO recompute_queue (patient_id, queued_at) SELECT patient_id, ? FROM alert WHERE id IN "
+                + bulk.in_list(sorted(stale_alert_ids)),
+                (now,),
             )
+        if queue_upto is not None:
+            bulk.execute(conn, f"DELETE FROM recompute_queue WHERE id <= ? AND {where_other}", (queue_upto,))
+        now_stamps = _state_stamps(conn, where_other)
+        stale = sorted(pid for pid in set(stamps) | set(now_stamps) if stamps.get(pid) != now_stamps.get(pid))
+        if stale:
+            bulk.executemany(
+                conn, "INSERT INTO recompute_queue (patient_id, queued_at) VALUES (?, ?)", [(p, now) for p in stale]
+            )
+        # The run's progress, in the batch's own transaction: ``job_run`` always counts exactly the
+        # committed batches, so a run killed mid-way shows how far it got (and nothing more).
+        bulk.execute(
+            conn,
+            "UPDATE job_run SET patients = patients + ?, batches = batches + 1, "
+            "snapshots_written = snapshots_written + ?, alerts_opened = alerts_opened + ?, "
+            "alerts_resolved = alerts_resolved + ? WHERE id = ?",
+            (0 if revisit else n, written, len(inserts), resolved, run_id),
+        )
     return {
         "stale": stale,
         "revisit": revisit,
@@ -960,7 +959,7 @@ def _process(
 def _start_run(
     engine: Engine, kind: str, trigger: str, now: datetime, today: date, ruleset: RuleSet, owner: str | None
 ) -> int:
-    with writer(engine).connect() as conn, conn.begin():
+    with derived_write(engine) as conn:
         cursor = conn.connection.cursor()
         try:
             cursor.execute(
@@ -980,7 +979,7 @@ def _start_run(
 
 
 def _finish_run(engine: Engine, result: RunResult, finished: datetime) -> None:
-    with writer(engine).connect() as conn, conn.begin():
+    with derived_write(engine) as conn:
         bulk.execute(
             conn,
             "UPDATE job_run SET finished_at = ?, status = ?, patients = ?, snapshots_written = ?, alerts_opened = ?, "

@@ -50,7 +50,7 @@ import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
 from db import bulk
-from db.engine import writer
+from db.engine import derived_write
 from surveillance import trends as calc
 from surveillance.rules import load_rules
 from surveillance.scoring.sre import DEFINITIONS, SreDefinition
@@ -171,7 +171,7 @@ def refresh_trend_tables(
             rows["alert_response_monthly"] = alert_rows(patients, alerts, now)
             lap("page_compute")
         conn.rollback()
-    with writer(engine).connect() as conn, conn.begin():
+    with derived_write(engine) as conn:
         bulk.execute(conn, "DELETE FROM sre_monthly")
         result.rows["sre_monthly"] = bulk.execute(
             conn,

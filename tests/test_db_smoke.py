@@ -47,6 +47,29 @@ def test_sqlite_pragmas(tmp_path):
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
 
 
+def test_derived_writes_skip_the_commit_fsync_and_hand_back_a_full_sync_connection(tmp_path):
+    """Recompute transactions run at synchronous=NORMAL; the pooled connection returns to FULL.
+
+    The pool hands the same connection to the next clinical write, which must be FULL again,
+    also when the derived transaction failed.
+    """
+    from db.engine import derived_write
+    from db.schema import upgrade
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    upgrade(engine)
+    with derived_write(engine) as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        conn.execute(text("INSERT INTO recompute_queue (patient_id, queued_at) VALUES (1, '2026-01-01')"))
+    with pytest.raises(RuntimeError):
+        with derived_write(engine) as conn:
+            conn.execute(text("INSERT INTO recompute_queue (patient_id, queued_at) VALUES (2, '2026-01-01')"))
+            raise RuntimeError("boom")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL again
+        assert conn.execute(text("SELECT patient_id FROM recompute_queue")).scalars().all() == [1]
+
+
 def test_round_trip_keeps_dates_and_utc(engine):
     from datetime import date
 
