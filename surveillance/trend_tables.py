@@ -127,16 +127,51 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: The measures of ``bma_monthly`` (the inputs of :func:`surveillance.trends.bma_monthly`).
 BMA_MEASURES = COLUMNS["bma_monthly"][3:]
+#: Tables built from per-patient reads, and how many trailing columns of each row are counts.
+VALUE_COLUMNS = {"person_time_monthly": 1, "bma_monthly": len(BMA_MEASURES), "sre_incidence": 1,
+                 "alert_response_monthly": 1}
+PAGE_TABLES = tuple(VALUE_COLUMNS)
+
+
+#: Patients read at once by the refresh: bounds its memory (a million patients' alerts and doses
+#: at once peaked at 3.2 GB), while each slice is still large enough to be set-based.
+REFRESH_CHUNK_PATIENTS = 200_000
+
+
+def _id_slices(conn: Connection, size: int) -> list[tuple[int, int]]:
+    """Consecutive patient-id ranges of at most ``size`` patients each, covering every patient."""
+    ids = np.asarray([r[0] for r in bulk.fetchall(conn, "SELECT id FROM patient ORDER BY id")], dtype=np.int64)
+    return [(int(ids[k]), int(ids[min(k + size, len(ids)) - 1])) for k in range(0, len(ids), size)]
+
+
+def merge_counts(rows: list[tuple], values: int) -> list[tuple]:
+    """Rows with the same key (all but the last ``values`` columns) merged by adding their counts."""
+    merged: dict[tuple, list[int]] = {}
+    for row in rows:
+        key = row[:-values]
+        counts = merged.get(key)
+        if counts is None:
+            merged[key] = list(row[-values:])
+        else:
+            for k, v in enumerate(row[-values:]):
+                counts[k] += v
+    return [(*key, *counts) for key, counts in merged.items()]
 
 
 def refresh_trend_tables(
-    engine: Engine, today: date, *, now: datetime | None = None, page_tables: bool = True
+    engine: Engine,
+    today: date,
+    *,
+    now: datetime | None = None,
+    page_tables: bool = True,
+    chunk_patients: int = REFRESH_CHUNK_PATIENTS,
 ) -> RefreshResult:
     """Rebuild the trend tables as of ``today``; alert ages as of ``now`` (default: the start of ``today``, UTC).
 
     ``page_tables=False`` rebuilds only ``person_time_monthly`` and ``sre_monthly``
     (the Trends page then reads the incidence, BMA and alert-response views live
-    until the next full refresh marks the tables current again).
+    until the next full refresh marks the tables current again).  The page tables
+    are counted ``chunk_patients`` patients at a time and the counts added up.
     """
     now = now or datetime.combine(today, clock_time(0), UTC)
     day = np.datetime64(today, "D")
@@ -156,20 +191,28 @@ def refresh_trend_tables(
             site, sites, start, end = _read_person_time(conn)
             rows["person_time_monthly"] = person_time_rows(site, sites, start, end, day)
             lap("core")
-        else:  # one pass over the patients serves every table
-            patients = _read_patients(conn)
-            rows["person_time_monthly"] = person_time_rows(
-                patients.site, patients.sites, patients.registered, patients.end, day
-            )
-            lap("core")
-            doses = _read_doses(conn)
-            events = _read_events(conn)
-            alerts = _read_alerts(conn)
-            lap("page_read")
-            rows["bma_monthly"] = bma_rows(patients, doses, day, bma_allowed_days())
-            rows["sre_incidence"] = incidence_rows(patients, events, day)
-            rows["alert_response_monthly"] = alert_rows(patients, alerts, now)
-            lap("page_compute")
+        else:  # one pass over the patients serves every table, a slice of patients at a time
+            for table in PAGE_TABLES:
+                rows[table] = []
+            for lo, hi in _id_slices(conn, chunk_patients):
+                where = f"BETWEEN {lo} AND {hi}"
+                patients = _read_patients(conn, where)
+                rows["person_time_monthly"] += person_time_rows(
+                    patients.site, patients.sites, patients.registered, patients.end, day
+                )
+                lap("core")
+                doses = _read_doses(conn, where)
+                events = _read_events(conn, where)
+                alerts = _read_alerts(conn, where)
+                lap("page_read")
+                rows["bma_monthly"] += bma_rows(patients, doses, day, bma_allowed_days())
+                rows["sre_incidence"] += incidence_rows(patients, events, day)
+                rows["alert_response_monthly"] += alert_rows(patients, alerts, now)
+                del patients, doses, events, alerts
+                lap("page_compute")
+            # Every row is a count (or counts) over the slice's patients: the slices add up.
+            for table in PAGE_TABLES:
+                rows[table] = merge_counts(rows[table], VALUE_COLUMNS[table])
         conn.rollback()
     with derived_write(engine) as conn:
         bulk.execute(conn, "DELETE FROM sre_monthly")
@@ -310,7 +353,7 @@ class Patients:
         return np.where(inside, self.row[np.where(inside, ids, 0)], -1)
 
 
-def _read_patients(conn: Connection) -> Patients:
+def _read_patients(conn: Connection, ids: str = "IS NOT NULL") -> Patients:
     """Patients with their state (bone metastasis, last dose) and tier: one pass, joined on primary keys."""
     sql = (
         f"SELECT p.id, COALESCE(p.primary_site, '{NO_SITE}'), COALESCE(p.department, '{NO_DEPARTMENT}'), "
@@ -325,7 +368,8 @@ def _read_patients(conn: Connection) -> Patients:
         "WHERE h.patient_id = p.id AND h.tier <> 'inactive' ORDER BY h.run_id DESC LIMIT 1), "
         f"'{UNKNOWN_TIER}') ELSE COALESCE(s.tier, '{UNKNOWN_TIER}') END "
         "FROM patient p LEFT JOIN patient_state ps ON ps.patient_id = p.id "
-        "LEFT JOIN risk_snapshot s ON s.patient_id = p.id"
+        "LEFT JOIN risk_snapshot s ON s.patient_id = p.id "
+        f"WHERE p.id {ids}"
     )
     ids, site, department, registered, flags, end_any, last_dose, tier = _columns(conn, sql, 8)
     ids, flags = _ints(ids), _ints(flags)
@@ -351,25 +395,25 @@ def _read_patients(conn: Connection) -> Patients:
     )
 
 
-def _read_events(conn: Connection) -> dict[str, np.ndarray]:
+def _read_events(conn: Connection, ids: str = "IS NOT NULL") -> dict[str, np.ndarray]:
     """Skeletal events of the types any precomputed definition counts."""
     counted = sorted({t.value for d in INCIDENCE_DEFINITIONS for t in DEFINITIONS[SreDefinition(d)]})
     listed = ", ".join(f"'{t}'" for t in counted)
     pid, occurred, kind = _columns(
         conn,
         f"SELECT patient_id, {_date_sql(conn, 'occurred_on')}, event_type FROM skeletal_event "
-        f"WHERE event_type IN ({listed})",
+        f"WHERE event_type IN ({listed}) AND patient_id {ids}",
         3,
     )
     return {"patient": _ints(pid), "day": _days(occurred), "type": kind}
 
 
-def _read_doses(conn: Connection) -> dict[str, np.ndarray]:
+def _read_doses(conn: Connection, ids: str = "IS NOT NULL") -> dict[str, np.ndarray]:
     """SRE-prevention doses in (patient, day, id) order: the order that decides which dose follows which."""
     pid, given, zoledronic = _columns(
         conn,
         f"SELECT patient_id, {_date_sql(conn, 'given_on')}, CASE WHEN agent = 'zoledronic_acid' THEN 1 ELSE 0 END "
-        "FROM bma_administration WHERE sre_prevention ORDER BY patient_id, given_on, id",
+        f"FROM bma_administration WHERE sre_prevention AND patient_id {ids} ORDER BY patient_id, given_on, id",
         3,
     )
     return {"patient": _ints(pid), "day": _days(given), "zoledronic": _ints(zoledronic) == 1}
@@ -400,12 +444,12 @@ def _instants(values: np.ndarray) -> np.ndarray:
 ALERT_STATUSES = ("open", "acknowledged", "snoozed", "resolved", "dismissed", "done")
 
 
-def _read_alerts(conn: Connection) -> dict[str, np.ndarray]:
+def _read_alerts(conn: Connection, ids: str = "IS NOT NULL") -> dict[str, np.ndarray]:
     codes = " ".join(f"WHEN '{s}' THEN {k}" for k, s in enumerate(ALERT_STATUSES))
     pid, severity, status, opened, acknowledged, closed = _columns(
         conn,
         f"SELECT patient_id, severity, CASE status {codes} ELSE -1 END, {_instant_sql(conn, 'opened_at')}, "
-        f"{_instant_sql(conn, 'acknowledged_at')}, {_instant_sql(conn, 'closed_at')} FROM alert",
+        f"{_instant_sql(conn, 'acknowledged_at')}, {_instant_sql(conn, 'closed_at')} FROM alert WHERE patient_id {ids}",
         6,
     )
     return {
