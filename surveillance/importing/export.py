@@ -641,8 +641,12 @@ def validate_bundle(bundle: dict) -> None:
 
 def patient_export(engine: Engine, patient_id: int, *, now: datetime | None = None) -> PatientExport:
     """The patient's Bundle (validated) and what it leaves out."""
+    # one snapshot: a fact written while the export reads cannot leave a half-consistent file
     with engine.connect() as conn:
-        b = _build(conn, int(patient_id))
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            b = _build(conn, int(patient_id))
     stamp = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     bundle = {
         "resourceType": "Bundle",
