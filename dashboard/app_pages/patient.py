@@ -99,6 +99,15 @@ with st.expander(tr.t("patient.find"), expanded=st.session_state.get("patient_id
         matches = data.search_patients(identity, query)
         if matches.empty:
             st.caption(tr.t("patient.no_matches"))
+            # Not in the user's scope: a clinician may ask for emergency access by this MRN (audited as refused first).
+            if break_glass.eligible(identity) and st.button(tr.t("break_glass.title"), key="patient_search_break_glass"):
+                found = data.resolve_mrn(identity, query)
+                st.session_state.pop("patient_id", None)
+                if found is None:
+                    st.session_state[BREAK_GLASS_KEY] = {"mrn": query.strip()[:32]}
+                else:
+                    st.session_state["patient_id"] = found
+                st.rerun()
         else:
             names = {int(r.id): f"{r.mrn} · {r.family_name} {r.given_name} · {tr.date(r.birth_date)}"
                      for r in matches.itertuples()}
