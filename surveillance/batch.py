@@ -26,6 +26,7 @@ patient.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,7 +225,14 @@ _FRACTURE_COLLAPSES = {1: (Collapse.LT50,), -1: (None,), 0: ()}  # any fracture 
 
 
 class BatchScorer:
-    """Scores columns of patients; keep one instance per run to reuse its caches."""
+    """Scores columns of patients, memoising every item's answer by its encoded inputs.
+
+    The memos are pure functions of the scoring tables, so one instance may live as
+    long as the process (:func:`shared_scorer`): a scheduler's incremental runs then
+    find the few hundred distinct item answers already known instead of recomputing
+    them each run.  ``score`` holds a lock, because the encoders append to shared
+    lists (two threads must never hand out the same code).
+    """
 
     SYSTEMS = ("tomita", "revised_tokuhashi", "bauer", "modified_bauer", "nesms", "new_katagiri")
 
@@ -237,6 +245,7 @@ class BatchScorer:
         self._items: dict[tuple, int] = {}  # (instrument, item, input codes) -> points mask, -1: cannot compute
         self._bands: dict[tuple[str, int], str | None] = {}
         self._tes: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
 
     # -- encoders -------------------------------------------------------------
 
@@ -365,6 +374,10 @@ class BatchScorer:
     # -- scoring ----------------------------------------------------------------
 
     def score(self, patients: dict[str, np.ndarray], lesions: dict[str, np.ndarray]) -> BatchResult:
+        with self._lock:
+            return self._score(patients, lesions)
+
+    def _score(self, patients: dict[str, np.ndarray], lesions: dict[str, np.ndarray]) -> BatchResult:
         n = len(patients["primary_site"])
         site_code = self._site_codes(patients["primary_site"], patients["primary_histology"])
         lesion = self._score_lesions(n, lesions)
@@ -630,3 +643,16 @@ class BatchScorer:
 
 
 __all__ = ["BatchResult", "BatchScorer", "LESION_COLUMNS", "PATIENT_COLUMNS", "sins_categories", "to_mask"]
+
+
+_SHARED: BatchScorer | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_scorer() -> BatchScorer:
+    """The process's scorer, whose memos carry over from one run to the next."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = BatchScorer()
+        return _SHARED

@@ -45,7 +45,7 @@ from sqlalchemy.engine import Engine
 from db import bulk
 from db.engine import derived_write, is_sqlite, writer
 from db.models import utcnow
-from surveillance.batch import BatchScorer
+from surveillance.batch import BatchScorer, shared_scorer
 from surveillance.calendar import clinical_day
 from surveillance.rules import Evaluation, Frame, evaluate, load_rules
 from surveillance.rules.engine import RULE_ORDER, alert_summary, mask_max, totals_of
@@ -1061,7 +1061,7 @@ def recompute(
     kind = "full" if full else "incremental"
     run_id = _start_run(engine, kind, trigger, now, today, ruleset, owner)
     result = RunResult(run_id=run_id, kind=kind, status="running")
-    scorer = BatchScorer()
+    scorer = shared_scorer()
     stale: set[int] = set()
     try:
         if full:

@@ -194,3 +194,39 @@ def test_one_scorer_across_batches_of_one_patient_keeps_every_tes_screen():
         assert result.tes_screen[0] == expected["tes_screen"]["result"], case
         for system in SYSTEMS:
             assert totals_of(int(result.masks[system][0])) == list(expected[system]["possible_totals"]), (case, system)
+
+
+def test_the_process_scorer_shared_by_threads_agrees_with_score_case():
+    """The pipeline keeps one scorer per process; four threads scoring at once must not mix codes up.
+
+    Each thread scores its own random cohort in batches of 7 patients through the shared scorer;
+    every patient must still get what ``score_case`` gives.
+    """
+    import threading
+
+    from surveillance.batch import shared_scorer
+
+    scorer = shared_scorer()
+    assert shared_scorer() is scorer
+    cohorts = [_random_patients(20 + k, 140) for k in range(4)]
+    failures: list[str] = []
+
+    def work(cases, lesion_rows):
+        for start in range(0, len(cases), 7):
+            part = cases[start : start + 7]
+            rows = [(i - start, x) for i, x in lesion_rows if start <= i < start + 7]
+            result = scorer.score(*_columns(part, rows))
+            for j, case in enumerate(part):
+                expected = score_case(case)
+                for system in SYSTEMS:
+                    if totals_of(int(result.masks[system][j])) != list(expected[system]["possible_totals"]):
+                        failures.append(f"{system}: {case}")
+                if result.tes_screen[j] != expected["tes_screen"]["result"]:
+                    failures.append(f"tes: {case}")
+
+    threads = [threading.Thread(target=work, args=cohort) for cohort in cohorts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
