@@ -35,13 +35,15 @@ Appends are serialised — SQLite by the write transaction's ``BEGIN
 IMMEDIATE``, PostgreSQL by a transaction-scoped advisory lock — so two writers
 can never fork the chain.  Events are written in the same transaction as the
 change they describe: if the append fails, the change is rolled back with it
-(fail closed), and a rolled-back change leaves no event.
+(fail closed) and an error naming the action (no patient data) goes to the
+server log for the operator; a rolled-back change leaves no event.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +55,7 @@ from sqlmodel import Session
 from db.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
+log = logging.getLogger(__name__)
 _PG_AUDIT_LOCK = 727_001  # advisory lock key that serialises audit appends on PostgreSQL
 
 
@@ -103,33 +106,40 @@ def record(
 
     Raises (and so rolls back the caller's transaction) when the append fails.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    head = session.get(AuditHead, 1, populate_existing=True)
-    if head is None:
-        raise AuditUnavailable("the audit anchor (audit_head) is missing; run `python -m surveillance db upgrade`")
-    prev_hash = head.last_hash
-    occurred_at = now or utcnow()
-    detail_text = canonical(detail or {})
-    body = _event_body(occurred_at, actor, action, patient_id, target, outcome, detail_text)
-    event = AuditEvent(
-        occurred_at=occurred_at,
-        actor=actor,
-        action=action,
-        patient_id=patient_id,
-        target=target,
-        outcome=outcome,
-        detail=detail_text,
-        prev_hash=prev_hash,
-        hash=chain_hash(prev_hash, body),
-    )
-    session.add(event)
-    session.flush()
-    head.last_id = event.id
-    head.last_hash = event.hash
-    head.last_at = occurred_at
-    head.events = head.events + 1
-    session.flush()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+        head = session.get(AuditHead, 1, populate_existing=True)
+        if head is None:
+            raise AuditUnavailable("the audit anchor (audit_head) is missing; run `python -m surveillance db upgrade`")
+        prev_hash = head.last_hash
+        occurred_at = now or utcnow()
+        detail_text = canonical(detail or {})
+        body = _event_body(occurred_at, actor, action, patient_id, target, outcome, detail_text)
+        event = AuditEvent(
+            occurred_at=occurred_at,
+            actor=actor,
+            action=action,
+            patient_id=patient_id,
+            target=target,
+            outcome=outcome,
+            detail=detail_text,
+            prev_hash=prev_hash,
+            hash=chain_hash(prev_hash, body),
+        )
+        session.add(event)
+        session.flush()
+        head.last_id = event.id
+        head.last_hash = event.hash
+        head.last_at = occurred_at
+        head.events = head.events + 1
+        session.flush()
+    except Exception as err:
+        # For the operator (server log, no PHI: the action and the error class only); the caller's
+        # transaction, and so the change this event describes, is rolled back.
+        log.error("audit append failed for action %s (%s): the change it describes is refused", action,
+                  err.__class__.__name__)
+        raise
     return event
 
 

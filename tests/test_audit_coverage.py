@@ -312,7 +312,7 @@ def _counts(engine) -> dict[str, int]:
         }
 
 
-def test_a_failed_audit_append_rolls_the_change_back(world):
+def test_a_failed_audit_append_rolls_the_change_back(world, caplog):
     engine = world["engine"]
     alert_id = _alert(engine, world["pid"], "test-fail-closed")
     _break_audit_inserts(engine)
@@ -333,6 +333,11 @@ def test_a_failed_audit_append_rolls_the_change_back(world):
         with pytest.raises(DBAPIError, match="injected fault"):
             attempt()
     assert _counts(engine) == before
+    # The operator is told in the server log, once per refused change, with no patient data in it.
+    failures = [r for r in caplog.records if r.name == "surveillance.audit" and r.levelname == "ERROR"]
+    assert len(failures) == len(attempts)
+    assert "audit append failed for action patient.create" in failures[0].getMessage()
+    assert not any("Z0001" in r.getMessage() or "9.5" in r.getMessage() for r in caplog.records)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT role FROM app_user WHERE username = 'nurse2'")).scalar() == "nurse"
 
