@@ -1,5 +1,7 @@
 """``python -m bench.import_csv --rows N [--database-url URL] [--json]``: CSV template import throughput.
 
+``--database-url`` names a PostgreSQL database that is emptied first (``DROP SCHEMA public``).
+
 Generates (seeded, fictional) a ``patient`` template file of N/10 patients and
 a ``lab_result`` template file of N rows (albumin in g/L and calcium in mmol/L,
 so every row is unit-converted), imports both into an empty migrated database
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        if args.database_url:  # emptied first, as bench.import_fhir does: give a database of its own
+            from bench.__main__ import _reset_postgres
+
+            _reset_postgres(url)
         engine = get_engine(url)
         upgrade(engine)
         patients, labs = files(args.rows, now.date())

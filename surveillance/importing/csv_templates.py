@@ -191,6 +191,18 @@ def _value(kind: str, column: str, raw: str):
     return text
 
 
+def _converter(kind: str, column: str):
+    """``raw -> value`` for one column: what :func:`_value` does, with the column's type looked up once."""
+    typ = _TYPES[kind].get(column, "str")
+    if typ == "str":
+        return _text
+    return lambda raw: _value(kind, column, raw)
+
+
+def _text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
 def _file_issue(name: str, message: str) -> ParseResult:
     return ParseResult(issues=[ImportIssue(None, name, message)], format="csv")
 
@@ -222,51 +234,78 @@ def parse(name: str, data: bytes) -> ParseResult:
     result = ParseResult(format="csv")
     kind = template.kind
     fields = set(template.fields)
+    width = len(header)
+    # Per column, decided once for the file (the per-row loop only calls these): the converter of
+    # its type, and whether the value goes to the record.
+    converters = [_converter(kind, column) for column in header]
+    columns = list(enumerate(header))
+    try:
+        mrn_at = header.index("mrn")
+    except ValueError:  # match_template requires mrn; kept for safety
+        mrn_at = -1
+    sid_at = header.index("source_id") if "source_id" in header else -1
+    own_at = [(i, column) for i, column in columns if column in fields and column != "mrn"]
+    id_order = _row_id_order(header)
+    is_patient = template.record is r.PatientRecord
+    make = template.record
+    records = result.records
+    issues = result.issues
     row_number = 1
     try:
         for row in rows:
             row_number += 1
-            if not any(cell.strip() for cell in row):
+            if not "".join(row).strip():
                 continue  # a blank line is not an entry
-            result.entries += 1
-            origin = Origin(row_number, f"{name}:row {row_number}")
-            if len(row) != len(header):
-                result.issues.append(ImportIssue(row_number, f"{name}:row {row_number}",
-                                                 f"{len(row)} cells for {len(header)} columns"))
+            if len(row) != width:
+                result.entries += 1
+                issues.append(ImportIssue(row_number, f"{name}:row {row_number}",
+                                          f"{len(row)} cells for {width} columns"))
                 continue
-            values, bad = {}, False
-            for column, raw in zip(header, row, strict=True):
+            values = []
+            bad = False
+            for (i, column), convert in zip(columns, converters, strict=True):
                 try:
-                    values[column] = _value(kind, column, raw)
+                    values.append(convert(row[i]))
                 except _CellError as err:
-                    result.issues.append(ImportIssue(row_number, f"{name}:row {row_number}:{column}",
-                                                     f"{kind}: {column}: {err}"))
+                    values.append(None)
+                    issues.append(ImportIssue(row_number, f"{name}:row {row_number}:{column}",
+                                              f"{kind}: {column}: {err}"))
                     bad = True
-            mrn = values.get("mrn")
+            result.entries += 1
+            mrn = values[mrn_at] if mrn_at >= 0 else None
             if not mrn:
-                result.issues.append(ImportIssue(row_number, f"{name}:row {row_number}:mrn", f"{kind}: mrn: is required"))
+                issues.append(ImportIssue(row_number, f"{name}:row {row_number}:mrn", f"{kind}: mrn: is required"))
                 continue
             if bad:
                 continue
-            source_id = values.pop("source_id", None) or _row_id(kind, header, row)
-            own = {k: v for k, v in values.items() if k in fields}
-            if template.record is r.PatientRecord:
-                record = r.PatientRecord(source_id=f"mrn:{mrn}", origin=origin, source_system=SOURCE_SYSTEM, **own)
+            origin = Origin(row_number, f"{name}:row {row_number}")
+            own = {column: values[i] for i, column in own_at}
+            if is_patient:
+                records.append(make(source_id=f"mrn:{mrn}", origin=origin, source_system=SOURCE_SYSTEM,
+                                    mrn=mrn, **own))
             else:
-                own.pop("mrn", None)
-                record = template.record(source_id=f"{kind}:{source_id}", origin=origin, source_system=SOURCE_SYSTEM,
-                                         patient_ref=f"mrn:{mrn}", **own)
-            result.records.append(record)
+                source_id = (values[sid_at] if sid_at >= 0 else None) or _row_id(kind, id_order, row)
+                records.append(make(source_id=f"{kind}:{source_id}", origin=origin, source_system=SOURCE_SYSTEM,
+                                    patient_ref=f"mrn:{mrn}", **own))
     except csv.Error as err:
-        result.issues.append(ImportIssue(row_number, f"{name}:row {row_number}", f"unreadable CSV: {err}"))
-    if result.entries == 0 and not result.issues:
-        result.issues.append(ImportIssue(None, name, "the file has a header but no data rows"))
+        issues.append(ImportIssue(row_number, f"{name}:row {row_number}", f"unreadable CSV: {err}"))
+    if result.entries == 0 and not issues:
+        issues.append(ImportIssue(None, name, "the file has a header but no data rows"))
     return result
 
 
-def _row_id(kind: str, header: list[str], row: list[str]) -> str:
-    """A stable id of a row without a source id: its template and its values, in column-name order."""
-    canonical = "\x1f".join(f"{h}={v.strip()}" for h, v in sorted(zip(header, row, strict=True)))
+def _row_id_order(header: list[str]) -> list[tuple[int, str]]:
+    """(cell index, ``"name="``) in column-name order: the layout of :func:`_row_id`'s digest."""
+    return [(i, f"{header[i]}=") for i in sorted(range(len(header)), key=header.__getitem__)]
+
+
+def _row_id(kind: str, order: list[tuple[int, str]], row: list[str]) -> str:
+    """A stable id of a row without a source id: its template and its values, in column-name order.
+
+    The digest of ``kind``, then ``name=value`` (value stripped) for each column sorted by name,
+    joined by unit separators — the same id for the same row in any file and column order.
+    """
+    canonical = "\x1f".join([prefix + row[i].strip() for i, prefix in order])
     return hashlib.sha256(f"{kind}\x1e{canonical}".encode()).hexdigest()[:40]
 
 

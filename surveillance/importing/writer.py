@@ -34,6 +34,7 @@ unknown (NULL), never guessed.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -76,6 +77,16 @@ _CHUNK = 500
 # --------------------------------------------------------------------------- validation
 
 
+@functools.cache
+def _allowed(enum) -> tuple[str, ...]:
+    return tuple(e.value for e in enum)
+
+
+def _enum(name: str, value: Any, enum, *, required: bool = False) -> str | None:
+    """``svc._enum`` with the enum's values listed once (it lists them on every call: 100,000 rows)."""
+    return svc._choice(name, value, _allowed(enum), required=required)
+
+
 def _day(name, value, today, birth, required=True) -> str | None:
     day = svc._day(name, value, today=today, birth=birth, required=required)
     return day.isoformat() if day is not None else None
@@ -90,7 +101,7 @@ def _patient_values(rec: r.PatientRecord, today: date) -> dict[str, Any]:
         "birth_date": birth.isoformat() if birth else None,
         "sex": svc._text("sex", rec.sex, max_length=16),
         "department": svc._text("department", rec.department, max_length=64),
-        "primary_site": svc._enum("primary_site", rec.primary_site, PrimarySite),
+        "primary_site": _enum("primary_site", rec.primary_site, PrimarySite),
         "primary_histology": svc._text("primary_histology", rec.primary_histology, max_length=256),
         "hormone_dependent": svc._bool("hormone_dependent", rec.hormone_dependent),
         "molecular_targeted_therapy": svc._bool("molecular_targeted_therapy", rec.molecular_targeted_therapy),
@@ -98,6 +109,14 @@ def _patient_values(rec: r.PatientRecord, today: date) -> dict[str, Any]:
         "status": svc._choice("status", rec.status, svc.PATIENT_STATUSES),
         "status_on": _day("status_on", rec.status_on, today, birth, required=False),
         "deceased_on": _day("deceased_on", rec.deceased_on, today, birth, required=False),
+        "fit_for_surgery": svc._bool("fit_for_surgery", rec.fit_for_surgery),
+        "zoledronic_regimen": svc._choice("zoledronic_regimen", rec.zoledronic_regimen, svc.ZOLEDRONIC_REGIMENS),
+        "bma_not_indicated_reason": svc._text("bma_not_indicated_reason", rec.bma_not_indicated_reason,
+                                              max_length=256),  # fmt: skip
+        "denosumab_transition_plan": svc._text("denosumab_transition_plan", rec.denosumab_transition_plan,
+                                               max_length=256),  # fmt: skip
+        "assigned_nurse_id": None,  # from rec.assigned_nurse (a user name) by _resolve_nurses
+        "registered_on": _day("registered_on", rec.registered_on, today, birth, required=False),
     }
     if values["status"] == "deceased" and values["deceased_on"] is None:
         raise ValidationError("deceased_on", "is required when the status is deceased")
@@ -117,16 +136,20 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
         return {"recorded_on": _day("recorded_on", rec.recorded_on, today, birth), "ecog": e, "kps": k}, warnings
     if isinstance(rec, r.LesionRecord):
         values = {
-            "level": svc._enum("level", rec.level, Level, required=True),
-            "level_span_end": svc._enum("level_span_end", rec.level_span_end, Level),
+            "level": _enum("level", rec.level, Level, required=True),
+            "level_span_end": _enum("level_span_end", rec.level_span_end, Level),
             "first_seen_on": _day("first_seen_on", rec.first_seen_on, today, birth),
-            "pain": svc._enum("pain", rec.pain, Pain),
-            "lesion_type": svc._enum("lesion_type", rec.lesion_type, LesionType),
-            "alignment": svc._enum("alignment", rec.alignment, Alignment),
-            "collapse": svc._enum("collapse", rec.collapse, Collapse),
-            "posterolateral": svc._enum("posterolateral", rec.posterolateral, Posterolateral),
-            "bilsky_escc": svc._enum("bilsky_escc", rec.bilsky_escc, BilskyGrade),
+            "pain": _enum("pain", rec.pain, Pain),
+            "lesion_type": _enum("lesion_type", rec.lesion_type, LesionType),
+            "alignment": _enum("alignment", rec.alignment, Alignment),
+            "collapse": _enum("collapse", rec.collapse, Collapse),
+            "posterolateral": _enum("posterolateral", rec.posterolateral, Posterolateral),
+            "bilsky_escc": _enum("bilsky_escc", rec.bilsky_escc, BilskyGrade),
             "assessed_on": _day("assessed_on", rec.assessed_on, today, birth, required=False),
+            "active": rec.active is not False,
+            "wbb_zones": svc._text("wbb_zones", rec.wbb_zones, max_length=64),
+            "wbb_layers": svc._text("wbb_layers", rec.wbb_layers, max_length=16),
+            "wbb_numbering": svc._text("wbb_numbering", rec.wbb_numbering, max_length=24),
         }
         end = values["level_span_end"]
         if end is not None:
@@ -150,8 +173,8 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
     if isinstance(rec, r.NeuroStatusRecord):
         values = {
             "recorded_on": _day("recorded_on", rec.recorded_on, today, birth),
-            "frankel_grade": svc._enum("frankel_grade", rec.frankel_grade, Frankel),
-            "ambulatory_status": svc._enum("ambulatory_status", rec.ambulatory_status, Ambulation),
+            "frankel_grade": _enum("frankel_grade", rec.frankel_grade, Frankel),
+            "ambulatory_status": _enum("ambulatory_status", rec.ambulatory_status, Ambulation),
             "new_deficit": bool(svc._bool("new_deficit", rec.new_deficit)),
             "pain_suggests_cord_compression": bool(
                 svc._bool("pain_suggests_cord_compression", rec.pain_suggests_cord_compression)
@@ -160,7 +183,7 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
         }
         return values, warnings
     if isinstance(rec, r.LabRecord):
-        test = LabTest(svc._enum("test", rec.test, LabTest, required=True))
+        test = LabTest(_enum("test", rec.test, LabTest, required=True))
         definition = LABS[test]
         unit = rec.unit or definition.unit
         raw = svc._number("value", rec.value, 0, 1e9, unit, required=True)
@@ -183,7 +206,7 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
     if isinstance(rec, r.MetastaticStatusRecord):
         return {
             "recorded_on": _day("recorded_on", rec.recorded_on, today, birth),
-            "visceral_status": svc._enum("visceral_status", rec.visceral_status, VisceralStatus),
+            "visceral_status": _enum("visceral_status", rec.visceral_status, VisceralStatus),
             "visceral_treatable": svc._bool("visceral_treatable", rec.visceral_treatable),
             "visceral_removable": svc._bool("visceral_removable", rec.visceral_removable),
             "brain_metastases": svc._bool("brain_metastases", rec.brain_metastases),
@@ -225,7 +248,7 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
         end = _day("ended_on", rec.ended_on, today, birth, required=False)
         if end is not None and end < start:
             raise ValidationError("ended_on", "is before the start")
-        level = svc._enum("level", rec.level, Level)
+        level = _enum("level", rec.level, Level)
         if kind != "systemic" and level is None:
             region = svc._choice("region", rec.region, svc.IMAGING_REGIONS)
             if region is None:
@@ -251,13 +274,13 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
     if isinstance(rec, r.SkeletalEventRecord):
         return {
             "occurred_on": _day("occurred_on", rec.occurred_on, today, birth),
-            "event_type": svc._enum("event_type", rec.event_type, SreType, required=True),
-            "level": svc._enum("level", rec.level, Level),
+            "event_type": _enum("event_type", rec.event_type, SreType, required=True),
+            "level": _enum("level", rec.level, Level),
             "emergency": bool(svc._bool("emergency", rec.emergency)),
         }, warnings
     if isinstance(rec, r.LocomoConditionRecord):
         return {
-            "condition": svc._enum("condition", rec.condition, LocomoCondition, required=True),
+            "condition": _enum("condition", rec.condition, LocomoCondition, required=True),
             "onset_on": _day("onset_on", rec.onset_on, today, birth),
             "resolved_on": _day("resolved_on", rec.resolved_on, today, birth, required=False),
             "management_plan": svc._text("management_plan", rec.management_plan, max_length=256),
@@ -268,6 +291,14 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
             "examined_on": _day("examined_on", rec.examined_on, today, birth),
             "onj_suspected": bool(svc._bool("onj_suspected", rec.onj_suspected)),
             "findings": svc._text("findings", rec.findings, max_length=2000),
+        }, warnings
+    if isinstance(rec, r.BoardCaseRecord):
+        return {
+            "queued_on": _day("queued_on", rec.queued_on, today, birth),
+            "reason": svc._text("reason", rec.reason, max_length=256, required=True),
+            "decided_on": _day("decided_on", rec.decided_on, today, birth, required=False),
+            "decision": svc._text("decision", rec.decision, max_length=4000),
+            "decided_by": svc._text("decided_by", rec.decided_by, max_length=64),
         }, warnings
     raise TypeError(f"not an import record: {type(rec).__name__}")
 
@@ -402,6 +433,7 @@ def write_records(
 
     with write_session(engine) as session:
         conn = session.connection()
+        _resolve_nurses(conn, patients, patient_values, result)
         # existing patients: by source id, then by MRN
         existing: dict[tuple[str, str], tuple] = {}
         cols = "id, mrn, source_system, source_id, birth_date, " + ", ".join(_PATIENT_UPDATABLE)
@@ -449,14 +481,22 @@ def write_records(
                     continue
                 matched[key] = row
 
-        # validate facts (birth date from the file or from the database)
+        # validate facts (birth date from the file or from the database, looked up once per patient)
+        births: dict[tuple[tuple[str, str] | None, str | None], date | None] = {}
+
         def birth_of(key: tuple[str, str] | None, mrn: str | None) -> date | None:
+            found = births.get((key, mrn), births)
+            if found is not births:
+                return found
+            found = None
             if key is not None and patient_values.get(key, {}).get("birth_date"):
-                return date.fromisoformat(patient_values[key]["birth_date"])
-            row = matched.get(key) if key is not None else by_mrn.get(mrn)
-            if row is not None and row[4] is not None:
-                return row[4] if isinstance(row[4], date) else date.fromisoformat(str(row[4]))
-            return None
+                found = date.fromisoformat(patient_values[key]["birth_date"])
+            else:
+                row = matched.get(key) if key is not None else by_mrn.get(mrn)
+                if row is not None and row[4] is not None:
+                    found = row[4] if isinstance(row[4], date) else date.fromisoformat(str(row[4]))
+            births[(key, mrn)] = found
+            return found
 
         planned: list[tuple[r.Record, dict[str, Any], tuple[str, str] | None, str | None]] = []
         for rec in facts:
@@ -485,7 +525,8 @@ def write_records(
                 result.issues.append(ImportIssue.at(rec.origin, f"{r.kind_of(rec)}: {err}"))
                 bad_entries.add(rec.origin.entry_index)
                 continue
-            result.issues.extend(ImportIssue.at(rec.origin, w, "warning") for w in warnings)
+            if warnings:
+                result.issues.extend(ImportIssue.at(rec.origin, w, "warning") for w in warnings)
             planned.append((rec, values, key, mrn))
 
         errors = [i for i in result.issues if i.severity == "error"]
@@ -558,7 +599,7 @@ def write_records(
                 [
                     (
                         *(values[c] if c != "status" else values[c] or "active" for c in _PATIENT_INSERT),
-                        today.isoformat(),
+                        values.get("registered_on") or today.isoformat(),
                         key[0],
                         key[1],
                         now,
@@ -599,6 +640,8 @@ def write_records(
         for table, rows in by_table.items():
             if table == "spinal_lesion":
                 written = _write_lesions(conn, rows, actor=actor, now=now, result=result)
+            elif table == "board_case":
+                written = _write_board_cases(conn, rows, now=now, result=result)
             else:
                 written = _write_facts(conn, table, rows, now=now, result=result)
             touched.update(written)
@@ -608,8 +651,7 @@ def write_records(
 
         # -- state, queue, batch row, audit --------------------------------------
         ids = sorted(touched)
-        for chunk in _chunks(ids, 2000):
-            refresh_patient_state(session, chunk)
+        refresh_patient_state(session, ids)  # one refresh for every touched patient (it reads in chunks)
         bulk.executemany(
             conn, "INSERT INTO recompute_queue (patient_id, queued_at) VALUES (?, ?)", [(pid, now) for pid in ids]
         )
@@ -674,6 +716,11 @@ _PATIENT_INSERT = (
     "status",
     "status_on",
     "deceased_on",
+    "fit_for_surgery",
+    "zoledronic_regimen",
+    "bma_not_indicated_reason",
+    "denosumab_transition_plan",
+    "assigned_nurse_id",
 )
 _PATIENT_UPDATABLE = tuple(c for c in _PATIENT_INSERT if c != "mrn")
 
@@ -736,13 +783,13 @@ def _write_lesions(
     active: dict[tuple[int, str], tuple[int, str | None]] = {}
     assessed: set[tuple[int, str]] = set()
     for chunk in _chunks(pids):
-        for lid, pid, level, assessed_on in bulk.fetchall(
+        for lid, pid, level, assessed_on, is_active in bulk.fetchall(
             conn,
-            f"SELECT id, patient_id, level, assessed_on FROM spinal_lesion WHERE active = ? "
-            f"AND patient_id IN {bulk.in_list(chunk)} ORDER BY id",
-            (True,),
+            f"SELECT id, patient_id, level, assessed_on, active FROM spinal_lesion "
+            f"WHERE patient_id IN {bulk.in_list(chunk)} ORDER BY id",
         ):
-            active.setdefault((pid, level), (lid, None if assessed_on is None else str(assessed_on)[:10]))
+            key = (pid, level if is_active else level + _INACTIVE)
+            active.setdefault(key, (lid, None if assessed_on is None else str(assessed_on)[:10]))
         for lid, day in bulk.fetchall(
             conn,
             f"SELECT lesion_id, assessed_on FROM lesion_assessment WHERE patient_id IN {bulk.in_list(chunk)}",
@@ -759,7 +806,7 @@ def _write_lesions(
             result.skipped["spinal_lesion"] = result.skipped.get("spinal_lesion", 0) + 1
             continue
         has = any(values[c] is not None for c in _COMPONENTS)
-        level_key = (pid, values["level"])
+        level_key = (pid, values["level"] if values["active"] else values["level"] + _INACTIVE)
         if level_key in active:
             lid, _ = active[level_key]
             result.skipped["spinal_lesion"] = result.skipped.get("spinal_lesion", 0) + 1
@@ -781,6 +828,9 @@ def _write_lesions(
             "active",
             *_COMPONENTS,
             "assessed_on",
+            "wbb_zones",
+            "wbb_layers",
+            "wbb_numbering",
             "version",
             "source_system",
             "source_id",
@@ -794,9 +844,12 @@ def _write_lesions(
                     v["level"],
                     v["level_span_end"],
                     v["first_seen_on"],
-                    True,
+                    v["active"],
                     *(v[c] for c in _COMPONENTS),
                     v["assessed_on"] if any(v[c] is not None for c in _COMPONENTS) else None,
+                    v["wbb_zones"],
+                    v["wbb_layers"],
+                    v["wbb_numbering"],
                     1,
                     rec.source_system,
                     rec.source_id,
@@ -807,13 +860,14 @@ def _write_lesions(
         result.counts["spinal_lesion"] = len(new)
         ids: dict[tuple[int, str], int] = {}
         for chunk in _chunks(sorted({pid for pid, _ in new})):
-            for lid, pid, level in bulk.fetchall(
+            for lid, pid, level, is_active in bulk.fetchall(
                 conn,
-                f"SELECT id, patient_id, level FROM spinal_lesion WHERE patient_id IN {bulk.in_list(chunk)} "
+                f"SELECT id, patient_id, level, active FROM spinal_lesion WHERE patient_id IN {bulk.in_list(chunk)} "
                 "AND source_id IS NOT NULL ORDER BY id",
             ):
-                if (pid, level) in new:
-                    ids[(pid, level)] = lid
+                key = (pid, level if is_active else level + _INACTIVE)
+                if key in new:
+                    ids[key] = lid
         for (pid, level), (_rec, v) in new.items():
             written.add(pid)
             if any(v[c] is not None for c in _COMPONENTS):
@@ -844,6 +898,61 @@ def _write_lesions(
         )
         written.update(pid for _, pid, _ in assessments)
     return written
+
+
+#: Suffix of the level key of an inactive lesion: it is never the lesion an import's record at that level joins.
+_INACTIVE = "#inactive"
+
+
+def _resolve_nurses(conn: Connection, patients: dict, patient_values: dict, result: ImportResult) -> None:
+    """A patient's assigned nurse comes by user name (user ids differ between databases): the id of that
+    nurse's account, else a warning and no nurse (``surveillance.service`` assigns nurses only)."""
+    wanted = {k: p.assigned_nurse for k, p in patients.items() if p.assigned_nurse and k in patient_values}
+    if not wanted:
+        return
+    found: dict[str, int] = {}
+    names = sorted(set(wanted.values()))
+    for chunk in _chunks(names):
+        for uid, username in bulk.fetchall(
+            conn,
+            f"SELECT id, username FROM app_user WHERE role = 'nurse' AND username IN ({', '.join('?' for _ in chunk)})",
+            list(chunk),
+        ):
+            found[username] = uid
+    for key, name in wanted.items():
+        if name in found:
+            patient_values[key]["assigned_nurse_id"] = found[name]
+        else:
+            result.issues.append(
+                ImportIssue.at(patients[key].origin, f"assigned nurse {name!r}: no such nurse here; not assigned",
+                               "warning")  # fmt: skip
+            )
+
+
+def _write_board_cases(
+    conn: Connection, rows: list[tuple[r.Record, dict[str, Any], int]], *, now: datetime, result: ImportResult
+) -> set[int]:
+    """Board cases: ``board_case`` has no source columns, so one already there on the same day for the same
+    reason is this case (a re-import adds nothing)."""
+    present: set[tuple[int, str, str]] = set()
+    for chunk in _chunks(sorted({pid for _, _, pid in rows})):
+        for pid, day, reason in bulk.fetchall(
+            conn, f"SELECT patient_id, queued_on, reason FROM board_case WHERE patient_id IN {bulk.in_list(chunk)}"
+        ):
+            present.add((pid, str(day)[:10], reason))
+    out = []
+    for _rec, v, pid in rows:
+        key = (pid, v["queued_on"], v["reason"])
+        if key in present:
+            result.skipped["board_case"] = result.skipped.get("board_case", 0) + 1
+            continue
+        present.add(key)
+        out.append((pid, v["queued_on"], v["reason"], v["decided_on"], v["decision"], v["decided_by"], now, 1))
+    if out:
+        columns = ["patient_id", "queued_on", "reason", "decided_on", "decision", "decided_by", "created_at", "version"]
+        bulk.executemany(conn, bulk.insert_sql("board_case", columns), out)
+        result.counts["board_case"] = result.counts.get("board_case", 0) + len(out)
+    return {pid for pid, *_ in out}
 
 
 __all__ = ["write_records"]
