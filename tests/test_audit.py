@@ -329,3 +329,41 @@ def test_random_tampering_is_always_named_at_the_right_event(engine):
 
     check()
     assert audit.verify(engine).ok  # every tampering was rolled back
+
+
+def test_upgrading_a_database_with_events_anchors_its_existing_chain(db_url):
+    """The real path for an installed product: events written before this migration, then ``db upgrade``."""
+    from alembic import command
+
+    from db.engine import dispose_engines, get_engine
+    from db.schema import alembic_config, upgrade
+    from tests.conftest import _reset_pg
+
+    dispose_engines()
+    if db_url.startswith("sqlite"):
+        Path(make_url(db_url).database).unlink()
+    else:
+        _reset_pg(db_url)
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        config = alembic_config(engine)
+        config.attributes["connection"] = conn
+        command.upgrade(config, "db65b5a673e4")  # the revision before the audit guards
+    prev = audit.GENESIS
+    with engine.begin() as conn:  # the chain as the previous version wrote it (no anchor)
+        for i in (1, 2, 3):
+            body = audit._event_body(_at(i), f"user{i}", "login", None, None, "success", "{}")
+            digest = audit.chain_hash(prev, body)
+            conn.execute(text("INSERT INTO audit_event (occurred_at, actor, action, outcome, detail, prev_hash, hash) "
+                              "VALUES (:at, :actor, 'login', 'success', '{}', :prev, :hash)"),
+                         {"at": _at(i), "actor": f"user{i}", "prev": prev, "hash": digest})
+            prev = digest
+    upgrade(engine)
+    report = audit.verify(engine)
+    assert report.ok and report.events == 3 and report.head == prev
+    with write_session(engine) as session:
+        audit.record(session, actor="after", action="login", now=_at(4))
+    assert audit.verify(engine).events == 4
+    _unguard(engine)
+    _raw(engine, "DELETE FROM audit_event WHERE actor = 'after'")
+    assert "truncated" in audit.verify(engine).problem
