@@ -99,6 +99,12 @@ class PatientRecord(_Record):
     status: str | None = None  # active | deceased | transferred | on_hold
     status_on: date | str | None = None
     deceased_on: date | str | None = None
+    fit_for_surgery: bool | None = None
+    registered_on: date | str | None = None  # None: the import day (a new patient)
+    zoledronic_regimen: str | None = None  # q4w | q12w
+    bma_not_indicated_reason: str | None = None
+    denosumab_transition_plan: str | None = None
+    assigned_nurse: str | None = None  # the nurse's user name; a name with no such nurse is a warning
 
 
 # --------------------------------------------------------------------------- facts
@@ -122,6 +128,11 @@ class LesionRecord(_Fact):
     posterolateral: str | None = None
     bilsky_escc: str | None = None
     assessed_on: date | str | None = None
+    active: bool | None = None  # None: active (a lesion from a foreign file)
+    wbb_zones: str | None = None  # "3,4,5"
+    wbb_layers: str | None = None  # "B,C"
+    wbb_numbering: str | None = None
+    imaging_source: str | None = None  # source_id of the imaging study the assessment was made on
 
     def has_assessment(self) -> bool:
         return any(
@@ -225,6 +236,18 @@ class DentalExamRecord(_Fact):
     findings: str | None = None
 
 
+@dataclass
+class BoardCaseRecord(_Fact):
+    """A cancer-board case (``board_case``); the table has no source columns, so a re-import is matched
+    on (patient, queued_on, reason)."""
+
+    queued_on: date | str | None = None
+    reason: str | None = None
+    decided_on: date | str | None = None
+    decision: str | None = None
+    decided_by: str | None = None
+
+
 Record = (
     PatientRecord
     | LesionRecord
@@ -238,6 +261,7 @@ Record = (
     | SkeletalEventRecord
     | LocomoConditionRecord
     | DentalExamRecord
+    | BoardCaseRecord
 )
 
 #: record class -> the name used in counts and reports
@@ -254,6 +278,7 @@ RECORD_KINDS: dict[type, str] = {
     SkeletalEventRecord: "skeletal_event",
     LocomoConditionRecord: "locomo_condition",
     DentalExamRecord: "dental_exam",
+    BoardCaseRecord: "board_case",
 }
 
 
@@ -310,6 +335,7 @@ class ImportResult:
 __all__ = [
     "RECORD_KINDS",
     "BmaRecord",
+    "BoardCaseRecord",
     "DentalExamRecord",
     "ImagingRecord",
     "ImportIssue",

@@ -150,6 +150,7 @@ def _fact_values(rec: r.Record, today: date, birth: date | None) -> tuple[dict[s
             "wbb_zones": svc._text("wbb_zones", rec.wbb_zones, max_length=64),
             "wbb_layers": svc._text("wbb_layers", rec.wbb_layers, max_length=16),
             "wbb_numbering": svc._text("wbb_numbering", rec.wbb_numbering, max_length=24),
+            "imaging_source": svc._text("imaging_source", rec.imaging_source, max_length=128),
         }
         end = values["level_span_end"]
         if end is not None:
@@ -875,13 +876,19 @@ def _write_lesions(
         for level_key, v in later:
             assessments.append((ids[level_key], level_key[0], v))
     if assessments:
+        studies = _imaging_ids(conn, assessments)
         bulk.executemany(
             conn,
             bulk.insert_sql(
                 "lesion_assessment",
-                ["lesion_id", "patient_id", "assessed_on", *_COMPONENTS, "recorded_by", "created_at"],
+                ["lesion_id", "patient_id", "assessed_on", *_COMPONENTS, "recorded_by", "created_at",
+                 "imaging_study_id"],  # fmt: skip
             ),
-            [(lid, pid, v["assessed_on"], *(v[c] for c in _COMPONENTS), actor, now) for lid, pid, v in assessments],
+            [
+                (lid, pid, v["assessed_on"], *(v[c] for c in _COMPONENTS), actor, now,
+                 studies.get((pid, v["imaging_source"])))  # fmt: skip
+                for lid, pid, v in assessments
+            ],
         )
         result.counts["lesion_assessment"] = len(assessments)
         # the lesion row carries its latest assessment
@@ -927,6 +934,21 @@ def _resolve_nurses(conn: Connection, patients: dict, patient_values: dict, resu
                 ImportIssue.at(patients[key].origin, f"assigned nurse {name!r}: no such nurse here; not assigned",
                                "warning")  # fmt: skip
             )
+
+
+def _imaging_ids(conn: Connection, assessments: list[tuple[int, int, dict[str, Any]]]) -> dict[tuple[int, str], int]:
+    """(patient, source id) -> imaging_study id of the studies assessments name (``imaging_source``)."""
+    wanted = {(pid, v["imaging_source"]) for _, pid, v in assessments if v.get("imaging_source")}
+    found: dict[tuple[int, str], int] = {}
+    for chunk in _chunks(sorted({pid for pid, _ in wanted})):
+        for sid, pid, source in bulk.fetchall(
+            conn,
+            f"SELECT id, patient_id, source_id FROM imaging_study WHERE source_id IS NOT NULL "
+            f"AND patient_id IN {bulk.in_list(chunk)}",
+        ):
+            if (pid, source) in wanted:
+                found[(pid, source)] = sid
+    return found
 
 
 def _write_board_cases(
