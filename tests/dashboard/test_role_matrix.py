@@ -91,8 +91,8 @@ def test_every_other_page_run_directly_refuses_the_role_and_is_audited(app_db, r
     forbidden = [name for name in PAGES if name not in EXPECTED[role]]
     assert forbidden
     for name in forbidden:
-        at = AppTest.from_file(str(PAGES_DIR / f"{name}.py"), default_timeout=60)
-        at.session_state["identity"] = who
+        # A real signed-in session: the page re-reads the identity from it (an "identity" key is not trusted).
+        at = login(AppTest.from_file(str(PAGES_DIR / f"{name}.py"), default_timeout=60), engine, USERNAME[role])
         at.run()
         assert not at.exception, (name, at.exception)
         assert [e.value for e in at.error] == [EN.t("app.denied")], name
