@@ -44,6 +44,18 @@ def _ids(engine, sql: str, **params) -> set[int]:
         return {int(r[0]) for r in conn.execute(text(sql), params)}
 
 
+def _export(who: Identity, db):
+    from surveillance.importing.export import export_patient_file
+
+    return export_patient_file(db["engine"], who, db["patients"][0], now=_now())
+
+
+def _imports():
+    from dashboard.data import imports
+
+    return imports
+
+
 def _acknowledge(who: Identity, db):
     with db["engine"].connect() as conn:
         row = conn.execute(text("SELECT id, version FROM alert WHERE status = 'open' ORDER BY id LIMIT 1")).one()
@@ -55,8 +67,7 @@ def _acknowledge(who: Identity, db):
 # ---------------------------------------------------------------------------
 
 #: Action → a call of its data-layer or service entry point (``None``: no entry point below the page, because
-#: the page computes nothing from stored data — the calculator and reference are pure; export and import are
-#: checked in their own modules' tests).
+#: the page computes nothing from stored data — the calculator and reference are pure).
 ENTRY = {
     Action.VIEW_CASELOAD: lambda who, db: caseload_data.caseload(who),
     Action.VIEW_PATIENT: lambda who, db: patient_data.patient_record(who, db["patients"][0]),
@@ -74,8 +85,8 @@ ENTRY = {
     Action.MANAGE_USERS: lambda who, db: admin_data.users(who),
     Action.VIEW_AUDIT: lambda who, db: admin_data.audit_events(
         who, since=datetime(2000, 1, 1, tzinfo=UTC), until=_now(), actor=None, action=None, patient_id=None),
-    Action.EXPORT: None,
-    Action.IMPORT: None,
+    Action.EXPORT: lambda who, db: _export(who, db),
+    Action.IMPORT: lambda who, db: _imports().recent_batches(who),
 }
 #: Refusals of writes are audited by the service under these action names.
 AUDITED_WRITE = {Action.RECORD_FACT: "record.performance_status", Action.WORK_ALERT: "alert.acknowledge",
