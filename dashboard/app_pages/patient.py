@@ -43,6 +43,7 @@ SEARCH_KEY = "patient_search"
 FLASH_KEY = "patient_form_flash"
 SHOW_KEY = "patient_show_section"
 VIEWED_KEY = "patient_viewed"
+SEARCHED_KEY = "patient_searched"  # the last search audited: (query, ids listed)
 BREAK_GLASS_KEY = "patient_break_glass_target"
 SINS_FIELDS = (("pain", Pain), ("lesion_type", LesionType), ("alignment", Alignment), ("collapse", Collapse),
                ("posterolateral", Posterolateral), ("bilsky_escc", BilskyGrade))
@@ -97,6 +98,10 @@ with st.expander(tr.t("patient.find"), expanded=st.session_state.get("patient_id
     query = st.text_input(tr.t("patient.search"), key=SEARCH_KEY, placeholder=tr.t("patient.search_hint"))
     if query.strip():
         matches = data.search_patients(identity, query)
+        listed = (query.strip(), tuple(int(i) for i in matches["id"]))
+        if st.session_state.get(SEARCHED_KEY) != listed:  # once per search, not on every rerun
+            data.record_search(identity, list(listed[1]))
+            st.session_state[SEARCHED_KEY] = listed
         if matches.empty:
             st.caption(tr.t("patient.no_matches"))
             # Not in the user's scope: a clinician may ask for emergency access by this MRN (audited as refused first).

@@ -114,6 +114,17 @@ def _search(_identity: Identity, key: tuple, version: int, query: str, limit: in
     return pd.DataFrame([_row(r._mapping) for r in rows], columns=_SEARCH_COLUMNS)
 
 
+def record_search(identity: Identity, patient_ids: list[int]) -> None:
+    """Audit one patient search (a query of PHI, E2147 §7.1.9): the ids of the patients listed.
+
+    The query itself is not recorded: it may be a patient's name, and audit rows hold ids, not PHI.
+    """
+    require(identity, Action.VIEW_PATIENT)
+    ids = sorted({int(i) for i in patient_ids})
+    audit_view(engine(), identity, patient_id=ids[0] if len(ids) == 1 else None, what="search.patient", now=now(),
+               detail={"results": len(ids), "patient_ids": ids})
+
+
 def search_patients(identity: Identity, query: str, *, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
     """Patients in scope whose MRN starts with, or whose name contains, ``query`` (at most ``limit``)."""
     require(identity, Action.VIEW_PATIENT)
