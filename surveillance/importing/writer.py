@@ -18,7 +18,11 @@
    matched by ``(source_system, source_id)`` then MRN, inserted or updated;
    fact rows inserted unless the patient already holds a row with the same
    ``(source_system, source_id)`` (unique index), so a re-import changes
-   nothing.  A lesion at a level where the patient already has an active lesion
+   nothing.  On PostgreSQL the stored patients the file names are locked first
+   (``SELECT … FOR UPDATE`` in id order, as every service fact write locks its
+   patient), so a concurrent write for one of them waits instead of rebuilding
+   ``patient_state`` from facts that lack this file's.  A lesion at a level
+   where the patient already has an active lesion
    is that lesion (its assessment is added once per day).  ``patient_state`` is
    refreshed and the patients queued, in the same transaction, with the
    ``import_batch`` row and one ``import.file`` audit event.
@@ -435,20 +439,23 @@ def write_records(
     with write_session(engine) as session:
         conn = session.connection()
         _resolve_nurses(conn, patients, patient_values, result)
-        # existing patients: by source id, then by MRN
+        source_ids = [k[1] for k in patient_values]
+        mrns = sorted({v["mrn"] for v in patient_values.values() if v["mrn"]} | set(mrn_refs))
+        locked = _lock_patients(conn, _patient_ids(conn, source_ids, mrns))
+        # existing patients: by source id, then by MRN (read after the lock: what they hold now)
         existing: dict[tuple[str, str], tuple] = {}
         cols = "id, mrn, source_system, source_id, birth_date, " + ", ".join(_PATIENT_UPDATABLE)
-        source_ids = [k[1] for k in patient_values]
         for chunk in _chunks(source_ids):
             marks = ", ".join("?" for _ in chunk)
             for row in bulk.fetchall(conn, f"SELECT {cols} FROM patient WHERE source_id IN ({marks})", chunk):
                 existing[(row[2], row[3])] = row
-        mrns = sorted({v["mrn"] for v in patient_values.values() if v["mrn"]} | set(mrn_refs))
         by_mrn: dict[str, tuple] = {}
         for chunk in _chunks(mrns):
             marks = ", ".join("?" for _ in chunk)
             for row in bulk.fetchall(conn, f"SELECT {cols} FROM patient WHERE mrn IN ({marks})", chunk):
                 by_mrn[row[1]] = row
+        # a patient another import committed between the two reads: lock it too (after the others)
+        _lock_patients(conn, {row[0] for row in (*existing.values(), *by_mrn.values())} - locked)
 
         matched: dict[tuple[str, str], tuple] = {}
         for key, values in patient_values.items():
@@ -692,6 +699,37 @@ def write_records(
             progress(total, total, "rescore")
         svc.rescore(engine, ids, now)
     return result
+
+
+def _patient_ids(conn: Connection, source_ids: Sequence[str], mrns: Sequence[str]) -> set[int]:
+    """Ids of the stored patients a file names (by source id or MRN); PostgreSQL only (for the lock)."""
+    if conn.dialect.name == "sqlite":
+        return set()
+    ids: set[int] = set()
+    for column, values in (("source_id", source_ids), ("mrn", mrns)):
+        for chunk in _chunks(list(values)):
+            marks = ", ".join("?" for _ in chunk)
+            query = f"SELECT id FROM patient WHERE {column} IN ({marks})"
+            ids.update(pid for (pid,) in bulk.fetchall(conn, query, chunk))
+    return ids
+
+
+def _lock_patients(conn: Connection, ids: Iterable[int]) -> set[int]:
+    """Hold these patients' rows for the transaction (PostgreSQL ``SELECT … FOR UPDATE``), in id order.
+
+    The same lock every fact write of ``surveillance.service`` takes (``_load_patient(lock=True)``):
+    under READ COMMITTED two writers for one patient would otherwise each rebuild
+    ``patient_state`` without the other's uncommitted facts (a lost update) or both insert its
+    row (a unique violation).  Ascending id order, chunk after chunk, so two imports sharing
+    patients queue instead of deadlocking.  SQLite needs no lock: ``BEGIN IMMEDIATE`` already
+    serialises every write.
+    """
+    ordered = sorted(ids)
+    if conn.dialect.name == "sqlite" or not ordered:
+        return set()
+    for chunk in _chunks(ordered, 1000):
+        bulk.fetchall(conn, f"SELECT id FROM patient WHERE id IN {bulk.in_list(chunk)} ORDER BY id FOR UPDATE")
+    return set(ordered)
 
 
 def _norm(value: Any) -> Any:
