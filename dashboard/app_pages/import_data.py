@@ -51,6 +51,21 @@ if submitted:
                 mime="text/csv",
             )
 
+st.subheader(tr.t("import.templates"))
+st.caption(tr.t("import.templates_intro", doc=data.FORMAT_DOC_NAME))
+for kind, file_name, content in data.csv_templates():
+    left, right = st.columns([2, 5], vertical_alignment="center")
+    left.download_button(
+        file_name, content, file_name=file_name, mime="text/csv", key=f"template_{kind}", icon=":material/download:"
+    )
+    right.markdown(tr.t(f"import.template_{kind}"))
+section = data.format_section()
+with st.expander(tr.t("import.format", doc=data.FORMAT_DOC_NAME)):
+    if section is None:
+        st.info(tr.t("import.format_missing", doc=data.FORMAT_DOC_NAME))
+    else:
+        st.markdown(section)
+
 st.subheader(tr.t("import.recent"))
 batches = data.recent_batches(identity)
 if batches.empty:

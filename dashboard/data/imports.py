@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -10,9 +11,34 @@ from sqlalchemy import text
 from dashboard.data.common import engine, now
 from surveillance.access import Action, Identity, require
 from surveillance.importing import MAX_FILE_BYTES, ImportResult, import_file, sniff
+from surveillance.importing.csv_templates import TEMPLATES, template_csv
 
 #: What an upload may be: the content decides (sniffed), the extension only has to agree.
 UPLOAD_TYPES = ("json", "csv")
+
+
+#: The import format document (its "CSV templates" section is shown on the page).
+FORMAT_DOC = Path(__file__).resolve().parents[2] / "docs" / "import-format.md"
+FORMAT_DOC_NAME = "docs/import-format.md"
+
+
+def csv_templates() -> list[tuple[str, str, bytes]]:
+    """``(kind, file name, content)`` of every CSV template: its header and one example row."""
+    return [(kind, f"{kind}.csv", template_csv(kind)) for kind in TEMPLATES]
+
+
+def format_section(heading: str = "## CSV templates") -> str | None:
+    """One ``##`` section of :data:`FORMAT_DOC` (without its heading), or ``None`` when the file is absent."""
+    try:
+        text = FORMAT_DOC.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    start = text.find(heading + "\n")
+    if start < 0:
+        return None
+    body = text[start + len(heading) + 1 :]
+    end = body.find("\n## ")
+    return (body if end < 0 else body[:end]).strip()
 
 
 def check_upload(name: str, data: bytes) -> str | None:
