@@ -233,3 +233,101 @@ BONE_SCAN_CODES = frozenset({"39638-7", "44491008"})
 MODALITY_TEXT = (("pet", "pet_ct"), ("mri", "mri"), ("mrt", "mri"), ("magnetic", "mri"), ("bone scan", "bone_scan"),
                  ("skelettszint", "bone_scan"), ("scintigra", "bone_scan"), ("ct ", "ct"), ("computed tomog", "ct"),
                  ("x-ray", "xray"), ("radiograph", "xray"))  # fmt: skip
+
+# --------------------------------------------------------------------------- the product's own codes and extensions
+#
+# For facts that no shared source gives a verified standard code for (fhir-data §4: every SRE code is
+# "(verify)"; §6: no Frankel/ASIA, ambulation or SINS code; no code for the product's visceral status,
+# Cancer Locomo conditions, systemic-therapy classes, dental examinations or cancer-board reviews), the
+# export writes the product's own code system and extensions (docs/import-format.md, "The product's
+# codes and extensions").  The importer reads them only where they appear, so files from other systems
+# import exactly as before.
+
+PRODUCT_BASE = "https://cancer-locomo.example.org/fhir"
+#: The product's fact rows (``<table>/<row id>``): every exported resource carries one as an identifier.
+ROW_SYSTEM = f"{PRODUCT_BASE}/NamingSystem/row"
+#: The product's code system for everything but SINS/ESCC; value codes are the product's tokens.
+SURVEILLANCE_CS = f"{PRODUCT_BASE}/CodeSystem/spine-surveillance"
+#: Prefix of the product's extension URLs (``<EXT>/<name>``).
+EXT = f"{PRODUCT_BASE}/StructureDefinition"
+
+#: Patient extensions: name -> (patient column / PatientRecord field, value[x] type).
+PATIENT_EXTENSIONS: dict[str, tuple[str, str]] = {
+    "department": ("department", "String"),
+    "hormone-dependent": ("hormone_dependent", "Boolean"),
+    "molecular-targeted-therapy": ("molecular_targeted_therapy", "Boolean"),
+    "previous-chemotherapy": ("previous_chemotherapy", "Boolean"),
+    "fit-for-surgery": ("fit_for_surgery", "Boolean"),
+    "patient-status": ("status", "Code"),
+    "status-date": ("status_on", "Date"),
+    "registered-on": ("registered_on", "Date"),
+    "zoledronic-regimen": ("zoledronic_regimen", "Code"),
+    "bma-not-indicated-reason": ("bma_not_indicated_reason", "String"),
+    "denosumab-transition-plan": ("denosumab_transition_plan", "String"),
+    "assigned-nurse": ("assigned_nurse", "String"),  # the nurse's user name
+    "sex": ("sex", "String"),  # only when the product's sex is written otherwise than the FHIR gender
+}
+
+#: Observation ``neuro-status`` components: code -> (neuro_status column, value[x] type).
+NEURO_COMPONENTS: dict[str, tuple[str, str]] = {
+    "frankel-grade": ("frankel_grade", "CodeableConcept"),
+    "ambulatory-status": ("ambulatory_status", "CodeableConcept"),
+    "new-deficit": ("new_deficit", "Boolean"),
+    "pain-suggests-cord-compression": ("pain_suggests_cord_compression", "Boolean"),
+    "new-spinal-pain": ("new_spinal_pain", "Boolean"),
+}
+#: Observation ``metastatic-status`` components: code -> (metastatic_status column, value[x] type).
+METASTATIC_COMPONENTS: dict[str, tuple[str, str]] = {
+    "visceral-status": ("visceral_status", "CodeableConcept"),
+    "visceral-treatable": ("visceral_treatable", "Boolean"),
+    "visceral-removable": ("visceral_removable", "Boolean"),
+    "brain-metastases": ("brain_metastases", "Boolean"),
+    "extraspinal-bone-metastases": ("extraspinal_bone_metastases", "Integer"),
+    "vertebral-body-metastases": ("vertebral_body_metastases", "Integer"),
+    "extraspinal-pathological-fracture": ("extraspinal_pathological_fracture", "Boolean"),
+}
+NEURO_STATUS_CODE = "neuro-status"
+METASTATIC_STATUS_CODE = "metastatic-status"
+DENTAL_EXAM_CODE = "dental-examination"
+BOARD_REVIEW_CODE = "cancer-board-review"
+#: Skeletal-related events sent as a Condition (the notes' model, fhir-data §4); the others as a Procedure.
+SRE_AS_CONDITION = frozenset(
+    {
+        "pathological_fracture_vertebral",
+        "pathological_fracture_non_vertebral",
+        "spinal_cord_compression",
+        "hypercalcaemia_of_malignancy",
+    }
+)
+
+
+def ext_url(name: str) -> str:
+    return f"{EXT}/{name}"
+
+
+def product_code(concept: dict | None) -> str | None:
+    """The code of ``concept`` in the product's :data:`SURVEILLANCE_CS`, if it has one."""
+    if not isinstance(concept, dict):
+        return None
+    for cd in concept.get("coding") or []:
+        if isinstance(cd, dict) and cd.get("system") == SURVEILLANCE_CS and cd.get("code"):
+            return cd["code"]
+    return None
+
+
+def product_ext(resource: dict, name: str, kind: str | None = None):
+    """The value of the product's extension ``name`` on ``resource`` (``None`` when absent)."""
+    url = ext_url(name)
+    for e in resource.get("extension") or []:
+        if isinstance(e, dict) and e.get("url") == url:
+            if kind is not None:
+                return e.get(f"value{kind}")
+            for key, value in e.items():
+                if key.startswith("value"):
+                    return value
+    return None
+
+
+def has_product_row(resource: dict) -> bool:
+    """Whether the resource was written by the product's export (it names the product's row)."""
+    return any(isinstance(i, dict) and i.get("system") == ROW_SYSTEM for i in resource.get("identifier") or [])

@@ -2,37 +2,47 @@
 
 :func:`patient_bundle` ``(engine, patient_id, *, now=None) -> dict`` builds the
 Bundle; :func:`patient_export` also says which stored facts the Bundle leaves
-out (``left_out``: what -> rows), because the importer
-(:mod:`surveillance.importing.fhir`) has no mapping for them.  The CLI
-(``python -m surveillance export patient --mrn MRN``) and the patient page's
-download go through :func:`export_patient_file`, which records the disclosure
-(:func:`surveillance.disclosure.export_file`).
+out (``left_out``: what -> rows) and which rows the importer would add
+(``added``) — both empty for every demo patient (``tests/importing/test_fhir_roundtrip.py``).
+The CLI (``python -m surveillance export patient --mrn MRN``) and the patient
+page's download go through :func:`export_patient_file`, which records the
+disclosure (:func:`surveillance.disclosure.export_file`).
 
-Every resource is written **in the form the importer maps back** and with the
-codes it reads (:mod:`surveillance.importing.codes`):
+Every resource is written **in the form the importer maps back**: standard codes
+where a shared source gives one, else the product's own code system
+(:data:`~surveillance.importing.codes.SURVEILLANCE_CS`) and extensions
+(``codes.EXT``/name), which the importer reads only where they appear
+(``docs/import-format.md``, "The product's codes and extensions"):
 
 * Patient — identifier typed ``MR`` (v2-0203) in :data:`MRN_SYSTEM`, official
-  name, ``gender``, ``birthDate``, ``deceasedDateTime``.
+  name, ``gender``, ``birthDate``, ``deceasedDateTime``; the rest of the patient
+  row (department, flags, status and its date, registration day, BMA regimen and
+  plans, the assigned nurse's user name) as extensions.
 * Condition — the primary cancer (a SNOMED CT / ICD-10-CM code that
   ``surveillance.scoring.histology.site_from_coding`` maps to exactly the
   patient's ``primary_site``; the histology text in the mCODE histology
-  extension); bone metastasis SNOMED 94222008 with a vertebral-body ``bodySite``
-  (TG263 codes) for a lesion first seen before its first assessment and for an
-  open "bone metastasis" Cancer Locomo condition; brain metastasis 94225005.
-* Observation — ECOG 89247-1 and Karnofsky 89243-0 (``valueInteger``); labs by
-  LOINC with UCUM units (the canonical unit of ``surveillance.labs``); each
-  lesion assessment as ``sins-assessment`` in the product's code system
-  :data:`~surveillance.importing.codes.SPINE_CS` with one component per SINS
-  component and ``bilsky-escc``, the lesion's level (and span) in ``bodySite``.
+  extension); each Cancer Locomo condition (bone metastasis SNOMED 94222008,
+  the others in the product's code system; resolution as ``abatementDateTime``);
+  brain metastases alone 94225005; pathological fracture, cord compression and
+  hypercalcaemia SREs (fhir-data §4's model; product codes: the notes verify no
+  standard code).
+* Observation — ECOG 89247-1 and Karnofsky 89243-0 (``valueInteger``; a record
+  with both is the ECOG Observation with a Karnofsky component); labs by LOINC
+  with UCUM units; each lesion assessment as ``sins-assessment`` in
+  :data:`~surveillance.importing.codes.SPINE_CS` (the lesion's first one with
+  its span, first-seen day, WBB and active flag; ``derivedFrom`` its imaging
+  study); ``neuro-status`` and ``metastatic-status`` in the product's code system.
 * MedicationAdministration — bone-modifying agents (RxNorm 77655 zoledronic
-  acid; denosumab and pamidronate by ingredient name: the shared sources give
-  no ingredient RxCUI for them) with the dose in mg.
+  acid; denosumab and pamidronate by ingredient name) with the dose in mg;
+  systemic therapy (mCODE cancer-related medication administration, the class
+  in the product's code system).
 * Procedure — spinal radiotherapy (SNOMED 1217123003, technique in the text,
-  dose in the mCODE dose-delivered extension) and spinal surgery (by name),
-  to the vertebra.  The importer makes each such Procedure a treatment *and* a
-  skeletal-related event (radiation/surgery to bone), so a treatment and the
-  SRE recorded for it (same day, type and level) are one Procedure.
-* ImagingStudy — DICOM modality and the spinal region in ``series.bodySite``.
+  dose in the mCODE dose-delivered extension) and spinal surgery (by name and
+  the product's code), to the vertebra, with the SRE recorded for it (same day,
+  type and level) or the extension saying there is none; SREs without a
+  treatment; dental examinations; cancer-board cases.
+* ImagingStudy — DICOM modality and the spinal region in ``series.bodySite``,
+  the product's region in an extension.
 
 Ids: a row imported from FHIR keeps its resource id (``Observation/abc`` ->
 ``abc``), so a patient exported again after an import gives the same ids and a
@@ -63,7 +73,7 @@ BASE = "https://cancer-locomo.example.org/fhir"
 #: The product's medical record numbers.
 MRN_SYSTEM = f"{BASE}/NamingSystem/mrn"
 #: The product's fact rows: ``<table>/<row id>`` (the value is stable for the row).
-ROW_SYSTEM = f"{BASE}/NamingSystem/row"
+ROW_SYSTEM = c.ROW_SYSTEM
 UCUM = "http://unitsofmeasure.org"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -121,6 +131,15 @@ SURGERY_NAME = {
     "tes": "Total en bloc spondylectomy",
     "decompression_fixation": "Decompression and fixation",
     "other_spine_surgery": "Other spine surgery (corpectomy, spondylectomy, vertebrectomy or similar)",
+    "mist": "Minimally invasive spine stabilization (MISt)",
+}
+#: Systemic therapy classes (``surveillance.service.TREATMENTS["systemic"]``): the product stores the class,
+#: not the drug, so the medication is the class in the product's code system.
+SYSTEMIC_NAME = {
+    "chemotherapy": "Chemotherapy",
+    "targeted": "Molecular targeted therapy",
+    "hormone": "Hormone therapy",
+    "immunotherapy": "Immunotherapy",
 }
 ZOLEDRONIC_RXCUI = "77655"  # codes.BMA_RXNORM: ingredient
 AGENT_NAME = {"denosumab": "denosumab", "zoledronic_acid": "zoledronic acid", "pamidronate": "pamidronate"}
@@ -192,12 +211,17 @@ class _Builder:
         self.left_out: dict[str, int] = defaultdict(int)
         self.added: dict[str, int] = defaultdict(int)
         self.patient_url = ""
+        self.urls: dict[tuple[str, Any], str] = {}  # (table, row id) -> fullUrl
 
     def rid(self, rtype: str, table: str, prefix: str, row: dict) -> str:
-        """The resource id: the FHIR id the row was imported with, else ``<prefix>-<row id>``."""
+        """The resource id: the FHIR id the row was imported with, else ``<prefix>-<row id>``.
+
+        A row imported from one part of a resource (``Procedure/x#T12``, ``Condition/x#locomo``) is
+        exported as that resource's id again.
+        """
         sid, system = row.get("source_id"), row.get("source_system")
         if system == "fhir" and sid:
-            m = _ID_RX.match(sid)
+            m = _ID_RX.match(sid.split("#", 1)[0])
             if m and m.group(1) == rtype and (rtype, m.group(2)) not in self.used:
                 return m.group(2)
         candidate = f"{prefix}-{row['id']}"
@@ -215,6 +239,8 @@ class _Builder:
             ]
         url = "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{BASE}/{rtype}/{rid}"))
         self.entries.append({"fullUrl": url, "resource": resource})
+        if table is not None:
+            self.urls.setdefault((table, row_id), url)
         return url
 
     def subject(self) -> dict:
@@ -225,7 +251,23 @@ class _Builder:
             self.left_out[what] += n
 
 
-def _patient_resource(p: dict[str, Any]) -> dict:
+def _ext(name: str, kind: str, value: Any) -> dict:
+    """One of the product's extensions (``codes.EXT``/name) with ``value<kind>``."""
+    if kind == "Boolean":
+        value = bool(value)
+    elif kind in ("Date",):
+        value = _iso(value)
+    elif kind in ("Integer",):
+        value = int(value)
+    return {"url": c.ext_url(name), f"value{kind}": value}
+
+
+def _own(code: str, display: str | None = None) -> dict:
+    """A concept in the product's code system (``codes.SURVEILLANCE_CS``)."""
+    return _concept(c.SURVEILLANCE_CS, code, display)
+
+
+def _patient_resource(p: dict[str, Any], conn) -> dict:
     system, sid = p.get("source_system"), p.get("source_id")
     m = _ID_RX.match(sid or "") if system == "fhir" else None
     if m and m.group(1) == "Patient":
@@ -245,16 +287,32 @@ def _patient_resource(p: dict[str, Any]) -> dict:
         ],
         "name": [{"use": "official", "family": p["family_name"], "given": [p["given_name"]]}],
     }
-    sex = (p.get("sex") or "").strip().lower()
-    gender = {"f": "female", "female": "female", "m": "male", "male": "male", "other": "other"}.get(sex)
+    sex = p.get("sex")
+    gender = {"f": "female", "female": "female", "m": "male", "male": "male", "other": "other"}.get(
+        (sex or "").strip().lower()
+    )
     if gender:
         res["gender"] = gender
-    if sex and gender != sex:
-        p["_sex_changed"] = True
     if p.get("birth_date") is not None:
         res["birthDate"] = _iso(p["birth_date"])
     if p.get("status") == "deceased" and p.get("deceased_on") is not None:
         res["deceasedDateTime"] = _iso(p["deceased_on"])
+    extensions = []
+    nurse = None
+    if p.get("assigned_nurse_id") is not None:
+        nurse = conn.execute(
+            text("SELECT username FROM app_user WHERE id = :id"), {"id": p["assigned_nurse_id"]}
+        ).scalar()
+    values = dict(p, assigned_nurse=nurse)
+    if p.get("status") == "deceased" and p.get("deceased_on") is None:
+        values["status"] = None  # the importer needs the date of death: left out below
+    for name, (column, kind) in c.PATIENT_EXTENSIONS.items():
+        if name != "sex" and values.get(column) is not None:
+            extensions.append(_ext(name, kind, values[column]))
+    if sex and gender != sex:
+        extensions.append(_ext("sex", "String", sex))  # written otherwise than the FHIR gender
+    if extensions:
+        res["extension"] = extensions
     return res
 
 
@@ -280,8 +338,9 @@ def _primary_condition(b: _Builder, p: dict[str, Any]) -> None:
             res["extension"] = [
                 {"url": f"{MCODE_SD}/mcode-histology-morphology-behavior", "valueCodeableConcept": {"text": histology}}
             ]
-    else:  # histology only: the importer derives the site from the text
+    else:  # histology only, the site unknown: the product's extension keeps it unknown
         res["code"] = {"text": histology}
+        res["extension"] = [_ext("primary-site-unknown", "Boolean", True)]
     b.add(res, "patient.primary_cancer", p["id"])
 
 
@@ -291,91 +350,110 @@ def _build(conn, patient_id: int) -> _Builder:
         raise ExportError(f"no patient with id {patient_id}")
     p = found[0]
     b = _Builder(p)
-    pres = _patient_resource(p)
+    pres = _patient_resource(p, conn)
     p["_rid"] = pres["id"]
     b.patient_url = b.add(pres, "patient", p["id"])
-    for col, what in (
-        ("department", "patient.department"),
-        ("hormone_dependent", "patient.hormone_dependent"),
-        ("molecular_targeted_therapy", "patient.molecular_targeted_therapy"),
-        ("previous_chemotherapy", "patient.previous_chemotherapy"),
-        ("fit_for_surgery", "patient.fit_for_surgery"),
-        ("zoledronic_regimen", "patient.zoledronic_regimen"),
-        ("bma_not_indicated_reason", "patient.bma_not_indicated_reason"),
-        ("denosumab_transition_plan", "patient.denosumab_transition_plan"),
-        ("assigned_nurse_id", "patient.assigned_nurse"),
-    ):
-        b.gap(what, int(p.get(col) is not None))
-    if p.get("_sex_changed"):
-        b.gap(f"patient.sex {p['sex']!r} (written as FHIR gender {pres.get('gender', 'none')!r})")
-    if p.get("status") in ("transferred", "on_hold"):
-        b.gap(f"patient.status {p['status']}")
-    elif p.get("status") == "deceased" and p.get("deceased_on") is None:
+    if p.get("status") == "deceased" and p.get("deceased_on") is None:
         b.gap("patient.status deceased without a date")
-    if p.get("status_on") is not None and not (p.get("status") == "deceased" and p["status_on"] == p["deceased_on"]):
-        b.gap("patient.status_on")
     _primary_condition(b, p)
 
-    _conditions_and_lesions(b, conn, patient_id)
+    _imaging(b, conn, patient_id)  # before the assessments, which name the study they were made on
+    _locomo(b, conn, patient_id)
+    _metastatic(b, conn, patient_id)
+    _lesions(b, conn, patient_id)
     _performance(b, conn, patient_id)
+    _neuro(b, conn, patient_id)
     _labs(b, conn, patient_id)
     _bma(b, conn, patient_id)
     _procedures(b, conn, patient_id)
-    _imaging(b, conn, patient_id)
-    for table in ("neuro_status", "dental_exam"):
-        n = conn.execute(text(f"SELECT COUNT(*) FROM {table} WHERE patient_id = :pid"), {"pid": patient_id}).scalar()
-        b.gap(table, int(n or 0))
+    _dental(b, conn, patient_id)
+    _board(b, conn, patient_id)
     return b
 
 
-def _conditions_and_lesions(b: _Builder, conn, pid: int) -> None:
-    # Cancer Locomo conditions: an open bone metastasis is a Condition 94222008; the rest has no mapping
-    bone_conditions: dict[str, dict] = {}  # onset day -> its Condition (lesions first seen that day join it)
+def _condition(b: _Builder, rid: str, code: dict, onset: Any, resolved: Any = None) -> dict:
+    res: dict[str, Any] = {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": _concept(CLINICAL, "resolved" if resolved is not None else "active"),
+        "verificationStatus": _concept(VERIFICATION, "confirmed"),
+        "code": code,
+        "subject": b.subject(),
+        "onsetDateTime": _iso(onset),
+    }
+    if resolved is not None:
+        res["abatementDateTime"] = _iso(resolved)
+    return res
+
+
+def _locomo(b: _Builder, conn, pid: int) -> None:
+    """Cancer Locomo conditions: a bone metastasis as SNOMED 94222008 (mCODE secondary cancer), the others
+    in the product's code system; resolution as ``abatementDateTime``, plan and review as extensions."""
     for row in _rows(conn, "SELECT * FROM locomo_condition WHERE patient_id = :pid ORDER BY onset_on, id", pid):
-        if row["condition"] != "bone_metastasis" or row["resolved_on"] is not None:
-            b.gap(f"locomo_condition {row['condition']}" + (" (resolved)" if row["resolved_on"] else ""))
-            continue
-        day = _iso(row["onset_on"])
-        if day in bone_conditions:
-            b.gap("locomo_condition bone_metastasis (a second one on the same day)")
-            continue
-        if row["management_plan"] or row["orthopaedic_review_on"]:
-            b.gap("locomo_condition management plan / orthopaedic review")
-        bone_conditions[day] = _bone_condition(b, row, "locomo_condition", "locomo", day)
+        condition = row["condition"]
+        if condition == "bone_metastasis":
+            code = _concept(c.SNOMED, "94222008", "Secondary malignant neoplasm of bone")
+        else:
+            code = _own(condition, condition.replace("_", " ").capitalize())
+        res = _condition(b, b.rid("Condition", "locomo_condition", "locomo", row), code, row["onset_on"],
+                         row["resolved_on"])  # fmt: skip
+        if condition == "bone_metastasis":
+            res["meta"] = {"profile": [f"{MCODE_SD}/mcode-secondary-cancer-condition"]}
+        extensions = []
+        if row["management_plan"]:
+            extensions.append(_ext("management-plan", "String", row["management_plan"]))
+        if row["orthopaedic_review_on"] is not None:
+            extensions.append(_ext("orthopaedic-review", "Date", row["orthopaedic_review_on"]))
+        if extensions:
+            res["extension"] = extensions
+        b.add(res, "locomo_condition", row["id"])
 
-    # brain metastases (the only part of metastatic_status the importer reads)
+
+def _metastatic(b: _Builder, conn, pid: int) -> None:
+    """A record of brain metastases alone is SNOMED 94225005; any other record is the product's
+    ``metastatic-status`` Observation with one component per known value (an unknown stays absent)."""
     for row in _rows(conn, "SELECT * FROM metastatic_status WHERE patient_id = :pid ORDER BY recorded_on, id", pid):
-        if row["brain_metastases"]:
-            day = _iso(row["recorded_on"])
-            b.add(
-                {
-                    "resourceType": "Condition",
-                    "id": b.rid("Condition", "metastatic_status", "brain", row),
-                    "clinicalStatus": _concept(CLINICAL, "active"),
-                    "verificationStatus": _concept(VERIFICATION, "confirmed"),
-                    "code": _concept(c.SNOMED, "94225005", "Secondary malignant neoplasm of brain"),
-                    "subject": b.subject(),
-                    "onsetDateTime": day,
-                },
-                "metastatic_status",
-                row["id"],
-            )
-        others = [
-            k
-            for k in (
-                "visceral_status",
-                "visceral_treatable",
-                "visceral_removable",
-                "extraspinal_bone_metastases",
-                "vertebral_body_metastases",
-                "extraspinal_pathological_fracture",
-            )
-            if row[k] is not None
-        ]
-        if others or not row["brain_metastases"]:
-            b.gap("metastatic_status (all but brain metastases)")
+        known = {col: row[col] for col, _kind in c.METASTATIC_COMPONENTS.values() if row[col] is not None}
+        if known == {"brain_metastases": known.get("brain_metastases")} and known.get("brain_metastases"):
+            res = _condition(b, b.rid("Condition", "metastatic_status", "brain", row),
+                             _concept(c.SNOMED, "94225005", "Secondary malignant neoplasm of brain"),
+                             row["recorded_on"])  # fmt: skip
+            b.add(res, "metastatic_status", row["id"])
+            continue
+        b.add(
+            {
+                "resourceType": "Observation",
+                "id": b.rid("Observation", "metastatic_status", "meta", row),
+                "status": "final",
+                "category": [_concept(OBS_CATEGORY, "exam", "Exam")],
+                "code": _own(c.METASTATIC_STATUS_CODE, "Metastatic status"),
+                "subject": b.subject(),
+                "effectiveDateTime": _iso(row["recorded_on"]),
+                **({"component": _components(c.METASTATIC_COMPONENTS, row)} if known else {}),
+            },
+            "metastatic_status",
+            row["id"],
+        )
 
-    # spinal lesions and their assessments
+
+def _components(spec: dict[str, tuple[str, str]], row: dict) -> list[dict]:
+    out = []
+    for code, (column, kind) in spec.items():
+        value = row[column]
+        if value is None:
+            continue
+        if kind == "CodeableConcept":
+            out.append({"code": _own(code), "valueCodeableConcept": _own(str(value))})
+        elif kind == "Boolean":
+            out.append({"code": _own(code), "valueBoolean": bool(value)})
+        else:
+            out.append({"code": _own(code), "valueInteger": int(value)})
+    return out
+
+
+def _lesions(b: _Builder, conn, pid: int) -> None:
+    """Each lesion is its SINS/ESCC Observations (the first one: the lesion's span, first-seen day, WBB and,
+    when inactive, the inactive flag; one without components for a lesion never assessed)."""
     lesions = _rows(conn, "SELECT * FROM spinal_lesion WHERE patient_id = :pid ORDER BY first_seen_on, id", pid)
     assessments: dict[int, list[dict]] = defaultdict(list)
     for row in _rows(conn, "SELECT * FROM lesion_assessment WHERE patient_id = :pid ORDER BY assessed_on, id", pid):
@@ -383,14 +461,11 @@ def _conditions_and_lesions(b: _Builder, conn, pid: int) -> None:
             assessments[row["lesion_id"]].append(row)
         else:
             b.gap("lesion_assessment without any component")
-    active_levels: set[str] = set()
+    taken: set[tuple[str, bool]] = set()
     for lesion in lesions:
-        if not lesion["active"]:
-            b.gap("spinal_lesion (inactive)")
-            b.gap("lesion_assessment (of a lesion left out)", len(assessments.get(lesion["id"], [])))
-            continue
-        if lesion["level"] in active_levels:
-            b.gap("spinal_lesion (a second active lesion at the same level)")
+        active = bool(lesion["active"])
+        if (lesion["level"], active) in taken:
+            b.gap(f"spinal_lesion (a second {'active' if active else 'inactive'} lesion at the same level)")
             b.gap("lesion_assessment (of a lesion left out)", len(assessments.get(lesion["id"], [])))
             continue
         span = _span(lesion["level"], lesion["level_span_end"])
@@ -399,25 +474,13 @@ def _conditions_and_lesions(b: _Builder, conn, pid: int) -> None:
             b.gap(f"spinal_lesion at {lesion['level']} (no SNOMED CT code)")
             b.gap("lesion_assessment (of a lesion left out)", len(assessments.get(lesion["id"], [])))
             continue
-        active_levels.add(lesion["level"])
-        if lesion["wbb_zones"] or lesion["wbb_layers"] or lesion["wbb_numbering"]:
-            b.gap("spinal_lesion WBB zones/layers")
+        taken.add((lesion["level"], active))
         done = assessments.get(lesion["id"], [])
         if not done and any(lesion[k] is not None for k in COMPONENTS):
             done = [dict(lesion, assessed_on=lesion["assessed_on"] or lesion["first_seen_on"], _own=True)]
-        first_seen = _iso(lesion["first_seen_on"])
-        days = [_iso(a["assessed_on"]) for a in done]
-        if not days or days[0] != first_seen:
-            # first seen before any assessment: a bone-metastasis Condition dated then
-            if len(span) > 1:
-                b.gap("spinal_lesion span (first seen before its first assessment: levels as one lesion)")
-            cond = bone_conditions.get(first_seen)
-            single = _level_site([lesion["level"]])
-            if cond is None:
-                cond = _bone_condition(b, _base_source(lesion), "spinal_lesion", "lesion", first_seen)
-                bone_conditions[first_seen] = cond
-                b.added["locomo_condition bone_metastasis (a bone-metastasis Condition is one)"] += 1
-            cond.setdefault("bodySite", []).append(single)
+            b.added["lesion_assessment (the lesion's own assessment, recorded without one)"] += 1
+        if not done:
+            done = [dict(lesion, assessed_on=lesion["first_seen_on"], _own=True, _none=True)]
         seen_days: set[str] = set()
         for i, a in enumerate(done):
             day = _iso(a["assessed_on"])
@@ -427,7 +490,15 @@ def _conditions_and_lesions(b: _Builder, conn, pid: int) -> None:
             seen_days.add(day)
             own = a.get("_own")
             row = lesion if own else a
-            res = {
+            extensions = []
+            if i == 0:
+                extensions.append(_ext("lesion-first-seen", "Date", lesion["first_seen_on"]))
+                for name in ("wbb_zones", "wbb_layers", "wbb_numbering"):
+                    if lesion[name]:
+                        extensions.append(_ext(name.replace("_", "-"), "String", lesion[name]))
+            if not active:
+                extensions.append(_ext("lesion-active", "Boolean", False))
+            res: dict[str, Any] = {
                 "resourceType": "Observation",
                 "id": b.rid("Observation", "spinal_lesion", "sins", lesion)
                 if i == 0
@@ -438,55 +509,71 @@ def _conditions_and_lesions(b: _Builder, conn, pid: int) -> None:
                 "subject": b.subject(),
                 "effectiveDateTime": day,
                 "bodySite": site if i == 0 else _level_site([lesion["level"]]),
-                "component": [
+            }
+            if extensions:
+                res["extension"] = extensions
+            if not a.get("_none"):
+                res["component"] = [
                     {
                         "code": _concept(c.SPINE_CS, _COMPONENT_CODE[k]),
                         "valueCodeableConcept": _concept(c.SPINE_CS, str(a[k])),
                     }
                     for k in COMPONENTS
                     if a[k] is not None
-                ],
-            }
+                ]
+            study = b.urls.get(("imaging_study", a.get("imaging_study_id"))) if not own else None
+            if study:
+                res["derivedFrom"] = [{"reference": study}]
+            elif not own and a.get("imaging_study_id") is not None:
+                b.gap("lesion_assessment link to an imaging study left out")
             b.add(res, "spinal_lesion" if (own or i == 0) else "lesion_assessment", row["id"])
 
 
-def _bone_condition(b: _Builder, row: dict, table: str, prefix: str, day: str | None) -> dict:
-    res = {
-        "resourceType": "Condition",
-        "id": b.rid("Condition", table, prefix, row),
-        "meta": {"profile": [f"{MCODE_SD}/mcode-secondary-cancer-condition"]},
-        "clinicalStatus": _concept(CLINICAL, "active"),
-        "verificationStatus": _concept(VERIFICATION, "confirmed"),
-        "code": _concept(c.SNOMED, "94222008", "Secondary malignant neoplasm of bone"),
-        "subject": b.subject(),
-        "onsetDateTime": day,
-    }
-    b.add(res, table, row["id"])
-    return res
-
-
 def _performance(b: _Builder, conn, pid: int) -> None:
+    """ECOG 89247-1 and Karnofsky 89243-0; a record holding both is one ECOG Observation with the Karnofsky
+    score as a component (so it is one record again)."""
     for row in _rows(conn, "SELECT * FROM performance_status WHERE patient_id = :pid ORDER BY recorded_on, id", pid):
+        both = row["ecog"] is not None and row["kps"] is not None
         for col, loinc, display, prefix in (
             ("ecog", c.ECOG_LOINC, "ECOG performance status", "ecog"),
             ("kps", c.KPS_LOINC, "Karnofsky performance status", "kps"),
         ):
-            if row[col] is None:
+            if row[col] is None or (both and col == "kps"):
                 continue
-            b.add(
-                {
-                    "resourceType": "Observation",
-                    "id": b.rid("Observation", "performance_status", prefix, row),
-                    "status": "final",
-                    "category": [_concept(OBS_CATEGORY, "survey", "Survey")],
-                    "code": _concept(c.LOINC, loinc, display),
-                    "subject": b.subject(),
-                    "effectiveDateTime": _iso(row["recorded_on"]),
-                    "valueInteger": int(row[col]),
-                },
-                "performance_status",
-                row["id"],
-            )
+            res: dict[str, Any] = {
+                "resourceType": "Observation",
+                "id": b.rid("Observation", "performance_status", prefix, row),
+                "status": "final",
+                "category": [_concept(OBS_CATEGORY, "survey", "Survey")],
+                "code": _concept(c.LOINC, loinc, display),
+                "subject": b.subject(),
+                "effectiveDateTime": _iso(row["recorded_on"]),
+                "valueInteger": int(row[col]),
+            }
+            if both:
+                res["component"] = [
+                    {"code": _concept(c.LOINC, c.KPS_LOINC, "Karnofsky performance status"),
+                     "valueInteger": int(row["kps"])}
+                ]  # fmt: skip
+            b.add(res, "performance_status", row["id"])
+
+
+def _neuro(b: _Builder, conn, pid: int) -> None:
+    for row in _rows(conn, "SELECT * FROM neuro_status WHERE patient_id = :pid ORDER BY recorded_on, id", pid):
+        b.add(
+            {
+                "resourceType": "Observation",
+                "id": b.rid("Observation", "neuro_status", "neuro", row),
+                "status": "final",
+                "category": [_concept(OBS_CATEGORY, "exam", "Exam")],
+                "code": _own(c.NEURO_STATUS_CODE, "Neurological status"),
+                "subject": b.subject(),
+                "effectiveDateTime": _iso(row["recorded_on"]),
+                "component": _components(c.NEURO_COMPONENTS, row),
+            },
+            "neuro_status",
+            row["id"],
+        )
 
 
 def _labs(b: _Builder, conn, pid: int) -> None:
@@ -535,39 +622,67 @@ def _bma(b: _Builder, conn, pid: int) -> None:
 
 
 def _procedures(b: _Builder, conn, pid: int) -> None:
+    """Treatments and skeletal-related events.
+
+    A spinal radiotherapy or surgery is one Procedure with the SRE recorded for it (same day, type and
+    level); one without that SRE says so (extension ``skeletal-related-event`` false).  Systemic therapy is
+    an mCODE cancer-related MedicationAdministration.  Any other SRE is a Condition (fracture, cord
+    compression, hypercalcaemia: fhir-data §4's model) or a Procedure (radiation or surgery to bone without
+    its treatment, a change of antineoplastic therapy), coded in the product's code system.
+    """
+    from surveillance.scoring.sre import SRE_LABELS, SreType
+
     events = _rows(conn, "SELECT * FROM skeletal_event WHERE patient_id = :pid ORDER BY occurred_on, id", pid)
     free: dict[tuple[str, str | None, str | None], list[dict]] = defaultdict(list)
     for e in events:
         free[(e["event_type"], _iso(e["occurred_on"]), e["level"])].append(e)
     for row in _rows(conn, "SELECT * FROM treatment WHERE patient_id = :pid ORDER BY started_on, id", pid):
         kind = row["kind"]
+        start, end = _iso(row["started_on"]), _iso(row["ended_on"])
+        flags = []
+        if row["emergency"]:
+            flags.append(_ext("emergency", "Boolean", True))
         if kind == "systemic":
-            b.gap(f"treatment systemic ({row['modality']})")
-            continue
-        if kind == "surgery" and row["modality"] not in SURGERY_NAME:
-            b.gap(f"treatment surgery {row['modality']} (no name the importer maps back)")
+            res = {
+                "resourceType": "MedicationAdministration",
+                "id": b.rid("MedicationAdministration", "treatment", "sys", row),
+                "meta": {"profile": [f"{MCODE_SD}/mcode-cancer-related-medication-administration"]},
+                "status": "completed" if end else "in-progress",
+                "medicationCodeableConcept": _own(row["modality"], SYSTEMIC_NAME.get(row["modality"])),
+                "subject": b.subject(),
+                "effectivePeriod": {"start": start, **({"end": end} if end else {})},
+            }
+            if flags:
+                res["extension"] = flags
+            b.add(res, "treatment", row["id"])
             continue
         if row["level"] is not None and row["level"] not in LEVEL_SNOMED:
             b.gap(f"treatment at {row['level']} (no SNOMED CT code)")
             continue
-        start, end = _iso(row["started_on"]), _iso(row["ended_on"])
         sre_type = "radiation_to_bone" if kind == "radiotherapy" else "surgery_to_bone"
         pair = free.get((sre_type, start, row["level"]))
         sre = pair.pop(0) if pair else None
         if sre is None:
-            b.added[f"skeletal_event {sre_type} (the importer makes every spinal {kind} one)"] += 1
-        if row["emergency"] or (sre and sre["emergency"]):
-            b.gap("treatment / skeletal_event emergency flag")
+            flags.append(_ext("skeletal-related-event", "Boolean", False))
+        elif sre["emergency"]:
+            flags.append(_ext("sre-emergency", "Boolean", True))
         if row["separation_margin_mm"] is not None:
-            b.gap("treatment separation_margin_mm")
+            flags.append(
+                {
+                    "url": c.ext_url("separation-margin"),
+                    "valueQuantity": {"value": float(row["separation_margin_mm"]), "unit": "mm", "system": UCUM,
+                                      "code": "mm"},  # fmt: skip
+                }
+            )
         if kind == "radiotherapy":
             code = dict(_concept(RT_CODE["system"], RT_CODE["code"], RT_CODE["display"]), text=RT_TEXT[row["modality"]])
         else:
-            code = {"text": SURGERY_NAME[row["modality"]]}
+            name = SURGERY_NAME[row["modality"]]
+            code = {"coding": [{"system": c.SURVEILLANCE_CS, "code": row["modality"], "display": name}], "text": name}
         site = _level_site([row["level"]]) if row["level"] else {"coding": [REGION_SITE["whole_spine"]]}
         res: dict[str, Any] = {
             "resourceType": "Procedure",
-            "id": b.rid("Procedure", "treatment", "tx", _base_source(row)),
+            "id": b.rid("Procedure", "treatment", "tx", row),
             "status": "completed",
             "code": code,
             "subject": b.subject(),
@@ -577,6 +692,7 @@ def _procedures(b: _Builder, conn, pid: int) -> None:
             res["performedPeriod"] = {"start": start, "end": end}
         else:
             res["performedDateTime"] = start
+        extensions = []
         if kind == "radiotherapy" and (row["dose_gy"] is not None or row["fractions"] is not None):
             sub = []
             if row["dose_gy"] is not None:
@@ -588,19 +704,73 @@ def _procedures(b: _Builder, conn, pid: int) -> None:
                 )
             if row["fractions"] is not None:
                 sub.append({"url": "fractionsDelivered", "valueUnsignedInt": int(row["fractions"])})
-            res["extension"] = [{"url": f"{MCODE_SD}/mcode-radiotherapy-dose-delivered-to-volume", "extension": sub}]
+            extensions.append({"url": f"{MCODE_SD}/mcode-radiotherapy-dose-delivered-to-volume", "extension": sub})
+        if extensions or flags:
+            res["extension"] = extensions + flags
         b.add(res, "treatment", row["id"])
     for left in free.values():
         for e in left:
-            b.gap(f"skeletal_event {e['event_type']}")
+            event = e["event_type"]
+            display = SRE_LABELS.get(SreType(event), event)
+            flags = [_ext("skeletal-related-event", "Boolean", True)]
+            if e["emergency"]:
+                flags.append(_ext("emergency", "Boolean", True))
+            site = [_level_site([e["level"]])] if e["level"] in LEVEL_SNOMED else []
+            if e["level"] is not None and not site:
+                b.gap(f"skeletal_event at {e['level']} (no SNOMED CT code)")
+                continue
+            if event in c.SRE_AS_CONDITION:
+                res = _condition(b, b.rid("Condition", "skeletal_event", "sre", e), _own(event, display),
+                                 e["occurred_on"])  # fmt: skip
+            else:
+                res = {
+                    "resourceType": "Procedure",
+                    "id": b.rid("Procedure", "skeletal_event", "sre", e),
+                    "status": "completed",
+                    "code": _own(event, display),
+                    "subject": b.subject(),
+                    "performedDateTime": _iso(e["occurred_on"]),
+                }
+            if site:
+                res["bodySite"] = site
+            res["extension"] = flags
+            b.add(res, "skeletal_event", e["id"])
 
 
-def _base_source(row: dict) -> dict:
-    """A treatment imported from ``Procedure/x#T12`` is exported as ``Procedure/x`` again."""
-    sid = row.get("source_id")
-    if row.get("source_system") == "fhir" and sid and "#" in sid:
-        return dict(row, source_id=sid.split("#", 1)[0])
-    return row
+def _dental(b: _Builder, conn, pid: int) -> None:
+    for row in _rows(conn, "SELECT * FROM dental_exam WHERE patient_id = :pid ORDER BY examined_on, id", pid):
+        res: dict[str, Any] = {
+            "resourceType": "Procedure",
+            "id": b.rid("Procedure", "dental_exam", "dental", row),
+            "status": "completed",
+            "code": _own(c.DENTAL_EXAM_CODE, "Dental examination"),
+            "subject": b.subject(),
+            "performedDateTime": _iso(row["examined_on"]),
+            "extension": [_ext("onj-suspected", "Boolean", bool(row["onj_suspected"]))],
+        }
+        if row["findings"]:
+            res["note"] = [{"text": row["findings"]}]
+        b.add(res, "dental_exam", row["id"])
+
+
+def _board(b: _Builder, conn, pid: int) -> None:
+    """A cancer-board case: queued (in progress) or decided (completed, the decision as the outcome)."""
+    for row in _rows(conn, "SELECT * FROM board_case WHERE patient_id = :pid ORDER BY queued_on, id", pid):
+        res: dict[str, Any] = {
+            "resourceType": "Procedure",
+            "id": f"board-{row['id']}",
+            "status": "completed" if row["decided_on"] is not None else "in-progress",
+            "code": _own(c.BOARD_REVIEW_CODE, "Cancer board review"),
+            "subject": b.subject(),
+            "performedPeriod": {"start": _iso(row["queued_on"]),
+                                **({"end": _iso(row["decided_on"])} if row["decided_on"] is not None else {})},
+            "reasonCode": [{"text": row["reason"]}],
+        }  # fmt: skip
+        if row["decision"]:
+            res["outcome"] = {"text": row["decision"]}
+        if row["decided_by"]:
+            res["extension"] = [_ext("decided-by", "String", row["decided_by"])]
+        b.add(res, "board_case", row["id"])
 
 
 def _imaging(b: _Builder, conn, pid: int) -> None:
@@ -612,8 +782,6 @@ def _imaging(b: _Builder, conn, pid: int) -> None:
         }
         if row["region"] in REGION_SITE:
             series["bodySite"] = REGION_SITE[row["region"]]
-        elif row["region"] == "other" and c.region_from_text(row["findings"]):
-            b.gap("imaging_study region 'other' whose findings name a spinal region (read back as that region)")
         res: dict[str, Any] = {
             "resourceType": "ImagingStudy",
             "id": rid,
@@ -622,6 +790,8 @@ def _imaging(b: _Builder, conn, pid: int) -> None:
             "subject": b.subject(),
             "started": _iso(row["performed_on"]),
             "series": [series],
+            # the region as the product recorded it ("other" is not a body site, and findings may name one)
+            "extension": [_ext("imaging-region", "Code", row["region"])],
         }
         if row["findings"]:
             res["description"] = row["findings"]

@@ -361,6 +361,11 @@ class _Parser:
         record.sex = res.get("gender")
         if status:
             record.status, record.status_on, record.deceased_on = status, deceased_on, deceased_on
+        # the product's own extensions (its export): the rest of the patient row
+        for name, (field, kind) in c.PATIENT_EXTENSIONS.items():
+            value = c.product_ext(res, name, kind)
+            if value is not None:
+                setattr(record, field, value)
         self.patients[sid] = record
 
     def _patient_record(self, ref: str) -> r.PatientRecord:
@@ -373,6 +378,17 @@ class _Parser:
         if ver:
             raise _Skip(f"verificationStatus {ver}: not imported")
         code = res.get("code")
+        own = c.product_code(code)
+        if own is not None and c.product_ext(res, "skeletal-related-event", "Boolean") is True:
+            return self._sre(origin, res, full_url, own, _first_day(res, "onsetDateTime", "recordedDate"))
+        if own is not None and own in _locomo_conditions():
+            day = _first_day(res, "onsetDateTime", "recordedDate")
+            if not day:
+                raise _Bad(f"Cancer Locomo condition {own}: no onset date")
+            self.add(r.LocomoConditionRecord(self.source_id(res, full_url), origin, SOURCE_SYSTEM,
+                                             self.patient_ref(res, origin), condition=own, onset_on=day,
+                                             **_locomo_details(res)))  # fmt: skip
+            return None
         sct = {cd.get("code") for cd in _codings(code) if (cd.get("system") or "").startswith(c.SNOMED)}
         icd = {
             (cd.get("code") or "").upper()
@@ -407,9 +423,10 @@ class _Parser:
                 levels += [lv for lv in _levels(site) if lv not in levels]
             for lv in levels:
                 self.add(r.LesionRecord(f"{sid}#{lv}", origin, SOURCE_SYSTEM, pref, level=lv, first_seen_on=day))
+            details = _locomo_details(res) if c.has_product_row(res) else {}
             self.add(
                 r.LocomoConditionRecord(
-                    f"{sid}#locomo", origin, SOURCE_SYSTEM, pref, condition="bone_metastasis", onset_on=day
+                    f"{sid}#locomo", origin, SOURCE_SYSTEM, pref, condition="bone_metastasis", onset_on=day, **details
                 )  # fmt: skip
             )
             if not levels:
@@ -449,6 +466,10 @@ class _Parser:
         from surveillance.scoring.histology import UnknownHistology, normalise_histology, site_from_coding
 
         code = res.get("code")
+        if c.product_ext(res, "primary-site-unknown", "Boolean") is True:
+            # the product's export: a histology whose primary site was left unknown stays so
+            self.patients[self.patient_ref(res, origin)].primary_histology = (code or {}).get("text")
+            return
         profiles = _profiles(res)
         is_primary_profile = any(p in profiles for p in c.PRIMARY_PROFILES)
         sites: tuple = ()
@@ -510,6 +531,11 @@ class _Parser:
         code = res.get("code")
         loinc = {cd.get("code") for cd in _codings(code) if (cd.get("system") or "").startswith(c.LOINC)}
         own = {cd.get("code") for cd in _codings(code) if cd.get("system") == c.SPINE_CS}
+        product = c.product_code(code)
+        if product == c.NEURO_STATUS_CODE:
+            return self._product_observation(origin, res, full_url, r.NeuroStatusRecord, c.NEURO_COMPONENTS)
+        if product == c.METASTATIC_STATUS_CODE:
+            return self._product_observation(origin, res, full_url, r.MetastaticStatusRecord, c.METASTATIC_COMPONENTS)
         if c.ECOG_LOINC in loinc or c.KPS_LOINC in loinc:
             return self._performance(origin, res, full_url, ecog=c.ECOG_LOINC in loinc)
         if own & c.SPINE_ASSESSMENT_CODES:
@@ -555,6 +581,12 @@ class _Parser:
             raise _Bad("ECOG 5 (dead) is recorded as the patient's deceased status, not as a performance status")
         sid = self.source_id(res, full_url)
         self.ps_by_day[(pref, day)][name] = value
+        kps = None if ecog else value
+        if ecog and c.has_product_row(res):  # the product's export: one record with both scores
+            for comp in res.get("component") or []:
+                if _code_in(comp.get("code"), c.LOINC, {c.KPS_LOINC}) and comp.get("valueInteger") is not None:
+                    kps = comp["valueInteger"]
+                    self.ps_by_day[(pref, day)]["KPS"] = kps
         self.add(
             r.PerformanceStatusRecord(
                 sid,
@@ -563,7 +595,7 @@ class _Parser:
                 pref,
                 recorded_on=day,
                 ecog=value if ecog else None,
-                kps=None if ecog else value,
+                kps=kps,
             )  # fmt: skip
         )
 
@@ -632,16 +664,38 @@ class _Parser:
                 field = c.SPINE_COMPONENTS.get(cd.get("code")) if cd.get("system") == c.SPINE_CS else None
                 if field:
                     values[field] = token(comp)
-        if not values:
+        first_seen = c.product_ext(res, "lesion-first-seen", "Date")
+        if not values and not first_seen:
             raise _Bad("SINS/ESCC assessment without any component value")
         sid = self.source_id(res, full_url)
         end = levels[-1] if len(levels) > 1 else None
+        wbb = {f: c.product_ext(res, f.replace("_", "-"), "String") for f in ("wbb_zones", "wbb_layers", "wbb_numbering")}
+        study = None
+        if c.has_product_row(res):  # the product's export: the imaging study the assessment was made on
+            for ref in res.get("derivedFrom") or []:
+                target = self.resolve(ref)
+                if target is not None and target.get("resourceType") == "ImagingStudy":
+                    study = self.source_id(target, (ref or {}).get("reference"))
         self.add(r.LesionRecord(sid, origin, SOURCE_SYSTEM, pref, level=levels[0], level_span_end=end,
-                                first_seen_on=day, assessed_on=day, **values))  # fmt: skip
+                                first_seen_on=first_seen or day, assessed_on=day,
+                                active=c.product_ext(res, "lesion-active", "Boolean"), imaging_source=study,
+                                **wbb, **values))  # fmt: skip
 
     # -- Medications -------------------------------------------------------------
     def medication(self, origin: Origin, res: dict, full_url: str | None) -> None:
         concept = res.get("medicationCodeableConcept")
+        from surveillance.service import TREATMENTS
+
+        own = c.product_code(concept)
+        if own is not None and own in TREATMENTS["systemic"]:
+            start = _first_day(res, "effectivePeriod.start", "effectiveDateTime")
+            if not start:
+                raise _Bad(f"systemic therapy {own}: no start date")
+            self.add(r.TreatmentRecord(self.source_id(res, full_url), origin, SOURCE_SYSTEM,
+                                       self.patient_ref(res, origin), kind="systemic", modality=own, started_on=start,
+                                       ended_on=_first_day(res, "effectivePeriod.end"),
+                                       emergency=c.product_ext(res, "emergency", "Boolean") is True))  # fmt: skip
+            return
         if concept is None:
             target = self.resolve(res.get("medicationReference"))
             if target is None:
@@ -690,9 +744,14 @@ class _Parser:
     # -- Procedure -------------------------------------------------------------
     def procedure(self, origin: Origin, res: dict, full_url: str | None) -> None:
         code = res.get("code")
+        own = c.product_code(code)
+        if own is not None and self._product_procedure(origin, res, full_url, own):
+            return
         text = _text_of(code).lower()
         is_rt = bool(_code_in(code, c.SNOMED, c.RADIOTHERAPY_SNOMED)) or "radiotherap" in text
         surgery = None if is_rt else next((mod for word, mod in c.SURGERY_TEXT if word in text), None)
+        if not is_rt and own in _surgeries():
+            surgery = own  # the product's own code names the surgery exactly (MISt has no text of its own)
         if not is_rt and surgery is None:
             raise _Skip("")
         start = _first_day(res, "performedDateTime", "performedPeriod.start")
@@ -730,12 +789,16 @@ class _Parser:
             elif any(w in text.split() for w in c.SRS_TEXT) or "radiosurgery" in text:
                 modality = "srs"
         kind = "radiotherapy" if is_rt else "surgery"
+        margin = c.product_ext(res, "separation-margin", "Quantity")
+        margin_mm = margin.get("value") if isinstance(margin, dict) else None
+        emergency = c.product_ext(res, "emergency", "Boolean") is True
         if spine:
             for i, lv in enumerate(levels or [None]):
                 self.add(r.TreatmentRecord(f"{sid}#{lv or region}", origin, SOURCE_SYSTEM, pref, kind=kind,
                                            modality=modality if is_rt else surgery, started_on=start, ended_on=end,
                                            level=lv, region=region if lv is None else None,
-                                           dose_gy=dose_gy, fractions=fractions))  # fmt: skip
+                                           dose_gy=dose_gy, fractions=fractions, separation_margin_mm=margin_mm,
+                                           emergency=emergency))  # fmt: skip
                 if is_rt and modality == "cebrt" and i == 0:
                     self.out.issues.append(
                         ImportIssue.at(
@@ -746,9 +809,70 @@ class _Parser:
                         )
                     )
         event = "radiation_to_bone" if is_rt else "surgery_to_bone"
+        if c.product_ext(res, "skeletal-related-event", "Boolean") is False:
+            return  # the product's export: no skeletal-related event was recorded for this treatment
+        sre_emergency = c.product_ext(res, "sre-emergency", "Boolean") is True
         for lv in levels or [None]:
             self.add(r.SkeletalEventRecord(f"{sid}#sre{'-' + lv if lv else ''}", origin, SOURCE_SYSTEM, pref,
-                                           occurred_on=start, event_type=event, level=lv))  # fmt: skip
+                                           occurred_on=start, event_type=event, level=lv,
+                                           emergency=sre_emergency))  # fmt: skip
+
+    def _product_procedure(self, origin: Origin, res: dict, full_url: str | None, own: str) -> bool:
+        """A Procedure in the product's code system that is not a treatment: an SRE, a dental examination or
+        a cancer-board case.  ``False`` for anything else (a surgery coded by the product is a treatment)."""
+        if c.product_ext(res, "skeletal-related-event", "Boolean") is True:
+            self._sre(origin, res, full_url, own, _first_day(res, "performedDateTime", "performedPeriod.start"))
+            return True
+        if own == c.DENTAL_EXAM_CODE:
+            day = _first_day(res, "performedDateTime", "performedPeriod.start")
+            if not day:
+                raise _Bad("dental examination without a date")
+            notes = [n.get("text") for n in res.get("note") or [] if isinstance(n, dict) and n.get("text")]
+            self.add(r.DentalExamRecord(self.source_id(res, full_url), origin, SOURCE_SYSTEM,
+                                        self.patient_ref(res, origin), examined_on=day,
+                                        onj_suspected=c.product_ext(res, "onj-suspected", "Boolean") is True,
+                                        findings="\n".join(notes) or None))  # fmt: skip
+            return True
+        if own == c.BOARD_REVIEW_CODE:
+            day = _first_day(res, "performedPeriod.start", "performedDateTime")
+            if not day:
+                raise _Bad("cancer-board case without a date")
+            reasons = [x.get("text") for x in res.get("reasonCode") or [] if isinstance(x, dict) and x.get("text")]
+            self.add(r.BoardCaseRecord(self.source_id(res, full_url), origin, SOURCE_SYSTEM,
+                                       self.patient_ref(res, origin), queued_on=day,
+                                       reason=reasons[0] if reasons else None,
+                                       decided_on=_first_day(res, "performedPeriod.end"),
+                                       decision=(res.get("outcome") or {}).get("text"),
+                                       decided_by=c.product_ext(res, "decided-by", "String")))  # fmt: skip
+            return True
+        return False
+
+    def _sre(self, origin: Origin, res: dict, full_url: str | None, event: str, day: str | None) -> None:
+        """A skeletal-related event the product's export wrote on its own (type = its code)."""
+        if not day:
+            raise _Bad(f"skeletal-related event {event} without a date")
+        levels: list[str] = []
+        for site in res.get("bodySite") or []:
+            levels += [lv for lv in _levels(site) if lv not in levels]
+        self.add(r.SkeletalEventRecord(self.source_id(res, full_url), origin, SOURCE_SYSTEM,
+                                       self.patient_ref(res, origin), occurred_on=day, event_type=event,
+                                       level=levels[0] if levels else None,
+                                       emergency=c.product_ext(res, "emergency", "Boolean") is True))  # fmt: skip
+
+    def _product_observation(self, origin: Origin, res: dict, full_url: str | None, record, spec) -> None:
+        """The product's ``neuro-status`` / ``metastatic-status`` Observation: one component per known value."""
+        values: dict[str, Any] = {}
+        for comp in res.get("component") or []:
+            field_kind = spec.get(c.product_code(comp.get("code")) or "")
+            if field_kind is None:
+                continue
+            field, kind = field_kind
+            if kind == "CodeableConcept":
+                values[field] = c.product_code(comp.get("valueCodeableConcept"))
+            else:
+                values[field] = comp.get(f"value{kind}")
+        self.add(record(self.source_id(res, full_url), origin, SOURCE_SYSTEM, self.patient_ref(res, origin),
+                        recorded_on=self._when(res), **values))  # fmt: skip
 
     def _rt_dose(self, res: dict) -> tuple[float | None, int | None]:
         total, fractions = None, None
@@ -786,6 +910,7 @@ class _Parser:
         if modality is None:
             raise _Bad("ImagingStudy modality is not one the product records (MR, CT, PT, NM, DX/CR)")
         region = region or c.region_from_text(text) or ("whole_spine" if levels else "other")
+        region = c.product_ext(res, "imaging-region", "Code") or region  # the product's export: as recorded
         pref = self.patient_ref(res, origin)
         sid = self.source_id(res, full_url)
         self.add(r.ImagingRecord(sid, origin, SOURCE_SYSTEM, pref, performed_on=day, modality=modality,
@@ -817,6 +942,27 @@ class _Parser:
             if not levels:
                 self.add(r.LocomoConditionRecord(f"{sid}#locomo", origin, SOURCE_SYSTEM, pref,
                                                  condition="bone_metastasis", onset_on=day))  # fmt: skip
+
+
+def _locomo_conditions() -> frozenset[str]:
+    from surveillance.locomo import LocomoCondition
+
+    return frozenset(x.value for x in LocomoCondition)
+
+
+def _surgeries() -> tuple[str, ...]:
+    from surveillance.service import TREATMENTS
+
+    return TREATMENTS["surgery"]
+
+
+def _locomo_details(res: dict) -> dict[str, Any]:
+    """Resolution, management plan and orthopaedic review of a Cancer Locomo condition (the product's export)."""
+    return {
+        "resolved_on": _first_day(res, "abatementDateTime"),
+        "management_plan": c.product_ext(res, "management-plan", "String"),
+        "orthopaedic_review_on": c.product_ext(res, "orthopaedic-review", "Date"),
+    }
 
 
 def _levels(concept: dict | None) -> list[str]:
