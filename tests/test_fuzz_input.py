@@ -68,7 +68,7 @@ def run_score(text: str) -> tuple[int, str, str]:
             code = cli.main(["score", "-"])
     finally:
         sys.stdin = stdin
-        gc.enable()  # cmd_score disables the collector for its own (short-lived) process
+    assert gc.isenabled(), "cmd_score must give the garbage collector back to an in-process caller"
     return code, out.getvalue(), err.getvalue()
 
 
