@@ -41,14 +41,20 @@ if submitted:
                 st.dataframe(frame, hide_index=True, width="stretch")
             report = json.dumps(result.as_dict(), indent=2, ensure_ascii=False, default=str)
             cols = st.columns(2)
+            # on_click="ignore": downloading does not rerun the page, so the report stays on screen
             cols[0].download_button(
-                tr.t("import.download_json"), report, file_name=f"{upload.name}.report.json", mime="application/json"
+                tr.t("import.download_json"),
+                report,
+                file_name=f"{upload.name}.report.json",
+                mime="application/json",
+                on_click="ignore",
             )
             cols[1].download_button(
                 tr.t("import.download_csv"),
                 to_csv(list(frame.columns), frame.values.tolist()),
                 file_name=f"{upload.name}.report.csv",
                 mime="text/csv",
+                on_click="ignore",
             )
 
 st.subheader(tr.t("import.templates"))
@@ -56,7 +62,13 @@ st.caption(tr.t("import.templates_intro", doc=data.FORMAT_DOC_NAME))
 for kind, file_name, content in data.csv_templates():
     left, right = st.columns([2, 5], vertical_alignment="center")
     left.download_button(
-        file_name, content, file_name=file_name, mime="text/csv", key=f"template_{kind}", icon=":material/download:"
+        file_name,
+        content,
+        file_name=file_name,
+        mime="text/csv",
+        key=f"template_{kind}",
+        icon=":material/download:",
+        on_click="ignore",  # a report on screen stays
     )
     right.markdown(tr.t(f"import.template_{kind}"))
 section = data.format_section()
