@@ -2,7 +2,9 @@
 
 * **nurse** — the patients assigned to her; records facts and works alerts on them.
 * **physician** — the patients of her department; records facts, works alerts,
-  records board decisions.
+  records board decisions.  A physician with no department sees no patient
+  (default deny); a centre-wide physician is given the department
+  :data:`ALL_DEPARTMENTS` (``*``) explicitly.
 * **lead** — aggregates only (trends), no identifiers, no patient records.
 * **admin** — users, rules, audit and scheduler health; no clinical edits and
   no patient records.  Admins may *import* files (``Action.IMPORT``): loading a
@@ -22,6 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+#: The department value that gives a physician every department's patients: an explicit grant,
+#: so a missing department can never widen access.
+ALL_DEPARTMENTS = "*"
 
 
 class Role(StrEnum):
@@ -124,9 +130,10 @@ def patient_scope(identity: Identity) -> tuple[str, dict]:
     if identity.role == Role.NURSE:
         return "p.assigned_nurse_id = :scope_user", {"scope_user": identity.user_id}
     if identity.role == Role.PHYSICIAN:
+        if identity.department == ALL_DEPARTMENTS:
+            return "1 = 1", {}
         if identity.department:
             return "p.department = :scope_department", {"scope_department": identity.department}
-        return "1 = 1", {}
     return "1 = 0", {}
 
 
@@ -134,5 +141,7 @@ def in_scope(identity: Identity, *, assigned_nurse_id: int | None, department: s
     if identity.role == Role.NURSE:
         return assigned_nurse_id == identity.user_id
     if identity.role == Role.PHYSICIAN:
-        return identity.department is None or department == identity.department
+        if identity.department == ALL_DEPARTMENTS:
+            return True
+        return bool(identity.department) and department == identity.department
     return False

@@ -496,7 +496,7 @@ def cmd_export_patient(args: argparse.Namespace) -> int:
     """One patient as a FHIR R4 Bundle (JSON) to FILE or standard output, recorded as a disclosure."""
     from pathlib import Path
 
-    from surveillance.access import Identity, Role
+    from surveillance.access import ALL_DEPARTMENTS, Identity, Role
     from surveillance.importing.export import ExportError, export_patient_file, patient_id_for_mrn
 
     out = Path(args.output) if args.output else None
@@ -508,7 +508,7 @@ def cmd_export_patient(args: argparse.Namespace) -> int:
     except ExportError as err:
         raise InputError(str(err)) from None
     # whoever holds DATABASE_URL at the command line may read every record; the disclosure names the OS user
-    operator = Identity(0, f"cli:{_os_user()}", "command line", Role.PHYSICIAN)
+    operator = Identity(0, f"cli:{_os_user()}", "command line", Role.PHYSICIAN, ALL_DEPARTMENTS)
     content, export = export_patient_file(engine, operator, pid, now=_now())
     if out is None:
         sys.stdout.buffer.write(content)

@@ -33,7 +33,7 @@ from sqlmodel import Session, select
 from db import models as m
 from db.engine import write_session
 from surveillance import audit
-from surveillance.access import Action, Identity, PermissionDenied, Role, in_scope, require
+from surveillance.access import ALL_DEPARTMENTS, Action, Identity, PermissionDenied, Role, in_scope, require
 from surveillance.break_glass import active_grant
 from surveillance.calendar import clinical_day
 from surveillance.labs import LABS, LabTest, to_canonical
@@ -835,7 +835,8 @@ def create_patient(
             given_name=_text("given_name", given_name, max_length=128, required=True),
             birth_date=birth,
             sex=_text("sex", sex, max_length=16),
-            department=_text("department", department, max_length=64) or identity.department,
+            department=_text("department", department, max_length=64)
+            or (identity.department if identity.department != ALL_DEPARTMENTS else None),
             registered_on=today,
             assigned_nurse_id=identity.user_id
             if identity.role == Role.NURSE

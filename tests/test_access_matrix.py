@@ -81,3 +81,20 @@ def test_nurse_scope_is_her_assignment_and_physician_scope_her_department():
     assert not access.in_scope(nurse, assigned_nurse_id=None, department="oncology")
     assert access.in_scope(doc, assigned_nurse_id=None, department="oncology")
     assert not access.in_scope(doc, assigned_nurse_id=7, department="orthopaedics")
+
+
+def test_a_physician_without_a_department_sees_no_patient_and_all_departments_is_explicit():
+    """Default deny: a missing department must never widen access; "*" is the explicit centre-wide grant."""
+    import dataclasses
+
+    doc = _who(Role.PHYSICIAN)
+    none = dataclasses.replace(doc, department=None)
+    blank = dataclasses.replace(doc, department="")
+    wide = dataclasses.replace(doc, department=access.ALL_DEPARTMENTS)
+    for who in (none, blank):
+        assert access.patient_scope(who) == ("1 = 0", {})
+        assert not access.in_scope(who, assigned_nurse_id=None, department="oncology")
+        assert not access.in_scope(who, assigned_nurse_id=None, department=None)
+    assert access.patient_scope(wide) == ("1 = 1", {})
+    assert access.in_scope(wide, assigned_nurse_id=None, department="orthopaedics")
+    assert access.in_scope(wide, assigned_nurse_id=None, department=None)

@@ -29,7 +29,7 @@ from sqlalchemy import inspect, text
 
 from db.engine import dispose_engines, get_engine, read_session
 from surveillance import audit, service
-from surveillance.access import Identity, Role
+from surveillance.access import ALL_DEPARTMENTS, Identity, Role
 from surveillance.backup import BackupError, backup, inspect_backup, restore
 from surveillance.calendar import clinical_day
 from surveillance.demo import generate_demo
@@ -78,7 +78,7 @@ def demo(engine):
     doctor_id = add_user(
         engine, actor="test", username="backupdoc", role="physician", password="a-long-test-password-1", now=now
     )
-    doctor = Identity(doctor_id, "backupdoc", "Backup Doc", Role.PHYSICIAN, None)
+    doctor = Identity(doctor_id, "backupdoc", "Backup Doc", Role.PHYSICIAN, ALL_DEPARTMENTS)
     with engine.connect() as conn:
         pids = [r[0] for r in conn.execute(text("SELECT id FROM patient ORDER BY id LIMIT 3"))]
     for pid in pids:

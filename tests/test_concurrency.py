@@ -42,7 +42,7 @@ from sqlalchemy import bindparam, text
 
 from db.engine import read_session
 from surveillance import audit, jobs, pipeline, service
-from surveillance.access import Identity, Role
+from surveillance.access import ALL_DEPARTMENTS, Identity, Role
 from surveillance.calendar import clinical_day
 from surveillance.service import ConflictError, LesionFinding
 from surveillance.state import compute_state, load_facts
@@ -242,7 +242,7 @@ def test_eight_writers_and_a_full_recompute_lose_nothing(engine):
     world = World(
         engine=engine,
         nurse=Identity(users["nurse1"], "nurse1", "Nurse One", Role.NURSE, "oncology"),
-        doctor=Identity(users["doc1"], "doc1", "Doc One", Role.PHYSICIAN, None),
+        doctor=Identity(users["doc1"], "doc1", "Doc One", Role.PHYSICIAN, ALL_DEPARTMENTS),
         patients=patients,
         hot=patients[:2],
         today=clinical_day(now()),

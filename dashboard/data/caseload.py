@@ -12,7 +12,7 @@ from sqlalchemy import text
 from dashboard.data.common import CACHE_SECONDS, data_version, engine, now, scope_key, scope_sql
 from db import queries
 from surveillance import break_glass
-from surveillance.access import Action, Identity, Role, require
+from surveillance.access import ALL_DEPARTMENTS, Action, Identity, Role, require
 from surveillance.rules import load_rules
 from surveillance.rules.engine import totals_of
 
@@ -76,7 +76,8 @@ def nurses(department: str | None) -> list[dict[str, Any]]:
     with engine().connect() as conn:
         rows = conn.execute(text(
             "SELECT id, display_name FROM app_user WHERE role = 'nurse' AND active = :t "
-            + ("AND department = :d " if department else "") + "ORDER BY display_name"),
+            + ("AND department = :d " if department and department != ALL_DEPARTMENTS else "")
+            + "ORDER BY display_name"),
             {"t": True, "d": department}).all()
     return [dict(r._mapping) for r in rows]
 
@@ -86,7 +87,8 @@ def physicians(department: str | None) -> list[dict[str, Any]]:
     with engine().connect() as conn:
         rows = conn.execute(text(
             "SELECT id, display_name FROM app_user WHERE role = 'physician' AND active = :t "
-            + ("AND department = :d " if department else "") + "ORDER BY display_name"),
+            + ("AND department = :d " if department and department != ALL_DEPARTMENTS else "")
+            + "ORDER BY display_name"),
             {"t": True, "d": department}).all()
     return [dict(r._mapping) for r in rows]
 
