@@ -533,7 +533,7 @@ class RiskSnapshot(SQLModel, table=True):
     )
 
     patient_id: int = Field(foreign_key="patient.id", primary_key=True)
-    run_id: int = Field(index=True)
+    run_id: int  # not indexed: no query selects by it, and every write of a snapshot changes it
     computed_at: datetime
     content_hash: str = Field(max_length=32)
     active: bool

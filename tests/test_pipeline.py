@@ -352,3 +352,54 @@ def test_a_full_run_leaves_planner_statistics_for_the_wake_up_and_caseload_table
                 conn.execute(text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")).scalars()
             )
     assert {"alert", "risk_snapshot"} <= analysed, analysed
+
+
+def test_rewritten_snapshots_equal_first_written_ones_when_indexed_columns_move(db_url, tmp_path):
+    """A changed snapshot sets an indexed column only when its value changed (SQLite rewrites the
+    index entries of every column an UPDATE sets).  Rewritten rows must equal rows written afresh.
+
+    Database A is scored, then time passes (tiers, due dates, re-check days and priorities move)
+    and patients change nurse or die; it is scored again, updating its snapshots.  Database B gets
+    the same changes and is scored once, inserting them.  Every snapshot must be the same.
+    """
+    from sqlalchemy import bindparam
+
+    from db.engine import write_session
+    from surveillance.state import refresh_patient_state
+
+    later = NOW + timedelta(days=400)
+    first = get_engine(db_url)
+    second = get_engine(f"sqlite:///{tmp_path / 'second.db'}")
+    upgrade(second)
+    for engine in (first, second):
+        factories.add_patients(engine, 90, seed=5)
+    recompute(first, full=True, now=NOW)
+    before = _snapshots(first)
+
+    def change(engine) -> None:
+        with write_session(engine) as session:
+            ids = [r[0] for r in session.execute(text("SELECT id FROM patient ORDER BY id")).all()]
+            session.execute(
+                text("UPDATE patient SET status = 'deceased', deceased_on = :d WHERE id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"d": later.date() - timedelta(days=30), "ids": ids[:5]},
+            )
+            session.execute(
+                text("UPDATE patient SET assigned_nurse_id = NULL WHERE id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": ids[5:12]},
+            )
+            refresh_patient_state(session, ids[:12])
+
+    change(first)
+    change(second)
+    recompute(first, full=True, now=later)
+    recompute(second, full=True, now=later)
+    a, b = _snapshots(first), _snapshots(second)
+    assert a == b
+    # The comparison is about rows whose indexed columns really moved.
+    index_of = {c: CONTENT.index(c) for c in ("active", "tier", "next_imaging_due", "recheck_on", "priority")}
+    moved = {c: sum(before[pid][k] != a[pid][k] for pid in a) for c, k in index_of.items()}
+    assert all(count > 0 for count in moved.values()), moved

@@ -1,4 +1,4 @@
-"""reserved (faults, concurrency, backup work)
+"""drop risk_snapshot's run_id index: no query reads it, and every snapshot write rewrote it
 
 Revision ID: d4e7b0c00004
 Revises: c3f0a1b00003
@@ -6,10 +6,7 @@ Create Date: 2026-11-27 10:00:00
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-import sqlmodel  # noqa: F401
-from alembic import op  # noqa: F401
-
+from alembic import op
 
 revision: str = 'd4e7b0c00004'
 down_revision: str | None = 'c3f0a1b00003'
@@ -18,8 +15,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass  # placeholder reserved for: faults/backup work (issue 5.4/5.5/5.7)
+    with op.batch_alter_table('risk_snapshot', schema=None) as batch_op:
+        batch_op.drop_index('ix_risk_snapshot_run_id')
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('risk_snapshot', schema=None) as batch_op:
+        batch_op.create_index('ix_risk_snapshot_run_id', ['run_id'], unique=False)
