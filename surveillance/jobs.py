@@ -38,7 +38,8 @@ daily full run).  Manual runs (``trigger="cli"``) are never suppressed.
 
 **Abandoned runs.**  A process killed outright (``kill -9``, power loss) cannot
 record its own failure: its ``job_run`` row stays ``running`` and its lease
-lasts until the TTL.  Every batch is one transaction, so the snapshots are
+stays taken — until the TTL, or until a run on the same host sees that the
+holder's process is gone and takes it over (:func:`dead_here`).  Every batch is one transaction, so the snapshots are
 consistent per batch; the next run that takes the lease marks such rows
 ``failed`` with an "aborted" message (:func:`mark_abandoned_runs`): a
 lease-holding run's row as soon as the lease is ours (only one holder at a
@@ -130,19 +131,50 @@ def _ensure_row(conn: Connection, name: str) -> None:
             pass
 
 
+def dead_here(owner: str | None) -> bool:
+    """True when ``owner`` names a process on this host that no longer exists (``kill -9``, a crash).
+
+    Conservative: another host, an unreadable owner, or a pid that exists (even a
+    reused one) all count as alive, and the lease then waits for its expiry.
+    """
+    if not owner:
+        return False
+    try:
+        host, pid, _tag = owner.rsplit(":", 2)
+        pid_number = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname()[:80] or pid_number <= 0:
+        return False
+    try:
+        os.kill(pid_number, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
+
+
 def acquire_lease(engine: Engine, owner: str, *, now: datetime, lease_seconds: float, name: str = LEASE_NAME) -> bool:
-    """Take (or extend, if ``owner`` already holds it) the lease until ``now + lease_seconds``."""
+    """Take (or extend, if ``owner`` already holds it) the lease until ``now + lease_seconds``.
+
+    A lease is free once expired, or at once when its holder was a process on
+    this host that is gone (:func:`dead_here`): a scheduler restarted after
+    ``kill -9`` need not wait out the TTL.
+    """
     until = now + timedelta(seconds=lease_seconds)
     with writer(engine).connect() as conn, conn.begin():
         _ensure_row(conn, name)
+        holder = conn.execute(select(_LEASE.c.owner).where(_LEASE.c.name == name)).scalar()
+        free = [_LEASE.c.until.is_(None), _LEASE.c.until < now, _LEASE.c.owner == owner]
+        if holder is not None and holder != owner and dead_here(holder):
+            free.append(_LEASE.c.owner == holder)  # still that dead holder's when the row is updated
+            log.warning("lease %s: its holder %s is no longer running on this host; taking it over", name, holder)
         # Typed Core statement: every bind gets its column's type, so psycopg 3 never
         # has to guess one parameter's type from two contexts (stack.md §5).
         result = conn.execute(
             update(_LEASE)
-            .where(
-                _LEASE.c.name == name,
-                or_(_LEASE.c.until.is_(None), _LEASE.c.until < now, _LEASE.c.owner == owner),
-            )
+            .where(_LEASE.c.name == name, or_(*free))
             .values(owner=owner, until=until, heartbeat_at=now)
         )
         return result.rowcount == 1

@@ -4,8 +4,8 @@
   the middle of its run: every batch is all-or-nothing, so the snapshots it
   rewrote are exactly a committed prefix of batches and every other snapshot
   is untouched; ``job_run`` counts exactly those batches; the dead run's lease
-  keeps a second run out until it expires; the next run marks the dead run
-  failed ("aborted") and completes.
+  is taken over at once by the next run on this host (its pid is gone), which
+  marks the dead run failed ("aborted") and completes.
 * a lease-free re-score (trigger ``service``) left ``running`` by a dead app
   process is marked failed once older than the lease TTL, never before.
 * the database unavailable: the pages show a plain error with a reference id,
@@ -118,15 +118,12 @@ def test_kill_9_mid_recompute_leaves_whole_batches_and_the_next_run_recovers(db_
     )
     assert duplicates == []
 
-    # The dead process's lease still stands: a second run is refused until it expires.
-    refused = cli(db_url, "recompute", "--full")
-    assert refused.returncode == 1, refused.stderr
-    assert "holds the lease" in refused.stderr
-    assert jobs.lease_state(engine).owner == killed.owner
-
-    # Time passes beyond the TTL (simulated by moving the lease's expiry into the past).
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE job_lease SET until = :t"), {"t": datetime.now(UTC) - timedelta(seconds=1)})
+    # The dead process still "holds" the lease, unexpired; it was a process of this host that is
+    # gone, so the next run takes the lease over at once instead of waiting out the TTL.
+    lease = jobs.lease_state(engine)
+    assert lease.owner == killed.owner
+    until = datetime.fromisoformat(lease.until) if isinstance(lease.until, str) else lease.until
+    assert (until if until.tzinfo else until.replace(tzinfo=UTC)) > datetime.now(UTC) + timedelta(seconds=60)
     recovered = cli(db_url, "recompute", "--full", "--json")
     assert recovered.returncode == 0, recovered.stderr
     dead = rows(engine, "SELECT status, finished_at, message FROM job_run WHERE id = :i", i=run_id)[0]
@@ -186,3 +183,30 @@ def test_run_recompute_marks_a_dead_run_before_it_runs(engine):
     runs = rows(engine, "SELECT id, status, message FROM job_run ORDER BY id")
     assert [(r.status, r.id == result.run_id) for r in runs] == [("failed", False), ("success", True)]
     assert runs[0].message.startswith("aborted:")
+
+
+def test_a_lease_is_taken_over_from_a_dead_process_of_this_host_only(engine):
+    """Only an expired lease, or one whose holder is a process of this host that no longer exists, is free."""
+    import socket
+
+    now = datetime.now(UTC)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)  # reaped: its pid names no process now
+    host = socket.gethostname()[:80]
+    dead = f"{host}:{child.pid}:deadbeef"
+    alive = f"{host}:{os.getpid()}:0f0f0f0f"
+    elsewhere = f"another-host-{host}:{child.pid}:cafecafe"
+    assert jobs.dead_here(dead) and not jobs.dead_here(alive) and not jobs.dead_here(elsewhere)
+    assert not jobs.dead_here("garbage") and not jobs.dead_here(None)
+    for holder, free in ((alive, False), (elsewhere, False), (dead, True)):
+        jobs.release_lease(engine, "me", now=now)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM job_lease"))
+        assert jobs.acquire_lease(engine, holder, now=now, lease_seconds=600)
+        assert jobs.acquire_lease(engine, "me:1:x", now=now, lease_seconds=600) is free, holder
+        assert jobs.lease_state(engine).owner == ("me:1:x" if free else holder)
+    # An expired lease is free whoever held it.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM job_lease"))
+    assert jobs.acquire_lease(engine, elsewhere, now=now - timedelta(seconds=700), lease_seconds=600)
+    assert jobs.acquire_lease(engine, "me:1:x", now=now, lease_seconds=600)
