@@ -116,12 +116,15 @@ def test_demo_mode_lists_the_demo_accounts_and_only_then(app_db, flag):
         assert not any(u.password in shown for u in DEMO_USERS)
 
 
-@pytest.mark.parametrize("ending", ["timed_out", "changed"])
-def test_an_ended_session_returns_to_sign_in_with_the_reason_and_is_audited(app_db, ending):
+@pytest.mark.parametrize("ending", ["timed_out", "expired", "changed"])
+def test_an_ended_session_returns_to_sign_in_with_the_reason_and_is_audited(app_db, ending, monkeypatch):
     engine = app_db["engine"]
     at = login(new_app(), engine, "nurse1")
     if ending == "timed_out":
         at.session_state["auth"].last_seen -= timedelta(minutes=16)  # idle longer than the 15-minute default
+    elif ending == "expired":
+        # Active all along (never idle), but older than the absolute lifetime: zero hours here.
+        monkeypatch.setenv("SESSION_ABSOLUTE_HOURS", "0")
     else:
         with engine.begin() as conn:
             conn.execute(text("UPDATE app_user SET active = :f WHERE username = 'nurse1'"), {"f": False})
@@ -135,3 +138,34 @@ def test_an_ended_session_returns_to_sign_in_with_the_reason_and_is_audited(app_
         details = conn.execute(text("SELECT detail FROM audit_event WHERE actor = 'nurse1' AND action = 'logout'"))
         reasons = [json.loads(d)["reason"] for (d,) in details]
     assert reasons == [ending]
+
+
+def test_passwords_never_reach_the_logs_the_audit_trail_or_the_console(app_db, caplog, capsys, monkeypatch):
+    """A wrong and a right password at sign-in, and a new user's password on the command line."""
+    import io
+    import logging
+
+    from surveillance import cli
+
+    caplog.set_level(logging.DEBUG)
+    engine = app_db["engine"]
+    wrong, new = "Wr0ng-Xyzzy-secret-71", "N3w-Plugh-secret-93"
+    right = factories.PASSWORD
+    at = new_app().run()
+    _sign_in(at, "nurse1", wrong)
+    assert _errors(at) == [EN.t("login.failed")]
+    at = _sign_in(new_app().run(), "nurse1", right)
+    assert "auth" in at.session_state
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setattr("sys.stdin", io.StringIO(new + "\n"))
+    assert cli.main(["users", "add", "nurse-new", "--role", "nurse", "--department", "oncology"]) == 0
+    console = capsys.readouterr()
+    with engine.connect() as conn:
+        audit_text = " ".join(str(v) for row in conn.execute(text("SELECT * FROM audit_event")).all() for v in row)
+        users = conn.execute(text("SELECT username, password_hash FROM app_user WHERE username = 'nurse-new'")).all()
+    assert users and users[0][1].startswith("$argon2id$"), "the new password is stored only as an argon2id hash"
+    assert "nurse-new" in audit_text and "login" in audit_text, "the events themselves were written"
+    for secret in (wrong, right, new):
+        assert secret not in caplog.text
+        assert secret not in audit_text
+        assert secret not in console.out + console.err
