@@ -11,7 +11,9 @@ API (used by the CLI ``python -m surveillance import``, the admin upload page an
   validate and store records in one transaction per file (see ``writer``).
 * A CSV parser lives in ``surveillance.importing.csv_templates`` and exposes
   ``parse(name: str, data: bytes) -> ParseResult``; when that module is absent a
-  CSV file is refused with a clear "CSV import not available" issue.
+  CSV file is refused with a clear "CSV import not available" issue.  A CSV whose header fits no
+  product template but names an mCODE Extraction Framework element goes to
+  ``surveillance.importing.mcode_csv``.
 
 ``progress`` is an optional callable ``progress(done: int, total: int, stage: str)``.
 """
@@ -67,7 +69,14 @@ def parse_bytes(name: str, data: bytes) -> ParseResult | str:
             csv_templates = importlib.import_module("surveillance.importing.csv_templates")
         except ModuleNotFoundError:
             return "CSV import not available in this version: import FHIR R4 JSON"
-        return csv_templates.parse(name, data)
+        parsed = csv_templates.parse(name, data)
+        if not parsed.records and any("matches no template" in i.message for i in parsed.issues):
+            # not one of the product's templates: an mCODE Extraction Framework CSV, else the template error
+            from surveillance.importing import mcode_csv
+
+            if mcode_csv.format_of(data) is not None:
+                return mcode_csv.parse(name, data)
+        return parsed
     if kind == "json":
         return "a JSON array is not a FHIR resource: give a Bundle or a single resource (an object with resourceType)"
     return "the file is neither FHIR JSON nor CSV text"

@@ -470,6 +470,16 @@ def write_records(
                         )
                     )
                     bad_entries.add(rec.origin.entry_index)
+                elif values["family_name"] is None and values["given_name"] is None:
+                    # a row that only adds to a patient (e.g. an mCODE condition row): its patient is missing
+                    result.issues.append(
+                        ImportIssue.at(
+                            rec.origin,
+                            f"no patient with MRN {values['mrn']}: not in this file and not imported before "
+                            "(import the patient first)",
+                        )
+                    )
+                    bad_entries.add(rec.origin.entry_index)
                 else:
                     for name in ("family_name", "given_name"):
                         if values[name] is None:
