@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from surveillance.access import Action, Identity, PermissionDenied, Role, patient_scope, require
+from surveillance.reports import totals_phrase
 from surveillance.rules.engine import totals_of
 from surveillance.trend_tables import NO_SITE
 from surveillance.trends import show_counts, suppress
@@ -76,12 +77,7 @@ _OPEN = "('open', 'acknowledged', 'snoozed')"
 
 def possible(mask: int | None) -> str:
     """Possible totals of a bit mask as ``8, 9 or 11``; ``unknown`` when none can be computed (never 0)."""
-    totals = totals_of(int(mask or 0))
-    if not totals:
-        return "unknown"
-    if len(totals) == 1:
-        return str(totals[0])
-    return ", ".join(map(str, totals[:-1])) + f" or {totals[-1]}"
+    return totals_phrase(totals_of(int(mask or 0)), none="unknown")
 
 
 def _filters(

@@ -26,6 +26,16 @@ SYSTEMS = {
 }
 
 
+def totals_phrase(totals, *, joiner: str = "or", none: str = "") -> str:
+    """Possible totals as "8, 9 or 11" (``none`` when nothing can be computed): the one wording of every list and file."""
+    totals = list(totals or [])
+    if not totals:
+        return none
+    if len(totals) == 1:
+        return str(totals[0])
+    return ", ".join(map(str, totals[:-1])) + f" {joiner} {totals[-1]}"
+
+
 def decode_score(row: dict[str, Any], column: str, band_column: str) -> dict[str, Any]:
     mask = row.get(f"{column}_mask") or 0
     totals = totals_of(int(mask))

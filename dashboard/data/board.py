@@ -34,6 +34,7 @@ from dashboard.data.common import CACHE_SECONDS, data_version, engine, scope_key
 from dashboard.i18n import Translator
 from surveillance.access import Action, Identity, require
 from surveillance.patient_case import case_from_record
+from surveillance.reports import totals_phrase
 from surveillance.rules.engine import totals_of
 from surveillance.scoring import CaseError, score_case
 
@@ -81,12 +82,7 @@ def as_moment(value: Any) -> datetime | None:
 
 def totals_text(totals: list[int] | tuple[int, ...] | None, *, joiner: str = "or") -> str:
     """Possible totals as "8, 9 or 11" ("" when nothing can be computed)."""
-    totals = list(totals or [])
-    if not totals:
-        return ""
-    if len(totals) == 1:
-        return str(totals[0])
-    return ", ".join(map(str, totals[:-1])) + f" {joiner} {totals[-1]}"
+    return totals_phrase(totals, joiner=joiner)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")

@@ -13,18 +13,14 @@ from dashboard.data.common import CACHE_SECONDS, data_version, engine, now, scop
 from db import queries
 from surveillance import break_glass
 from surveillance.access import ALL_DEPARTMENTS, Action, Identity, Role, require
+from surveillance.reports import totals_phrase
 from surveillance.rules import load_rules
 from surveillance.rules.engine import totals_of
 
 
 def possible_text(mask: int | None) -> str:
     """A bit mask of possible totals as "8, 9 or 11" ("" when nothing can be computed)."""
-    totals = totals_of(int(mask or 0))
-    if not totals:
-        return ""
-    if len(totals) == 1:
-        return str(totals[0])
-    return ", ".join(map(str, totals[:-1])) + f" or {totals[-1]}"
+    return totals_phrase(totals_of(int(mask or 0)))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=256)
