@@ -256,7 +256,7 @@ def test_a_failed_batch_leaves_the_previous_snapshots_and_marks_the_run_failed(e
     with engine.begin() as conn:
         conn.execute(text("UPDATE patient_state SET last_imaging_on = :d"), {"d": date(2026, 11, 1)})
     calls = {"n": 0}
-    original = pipeline._snapshot_rows
+    original = pipeline._write_snapshots
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -264,7 +264,7 @@ def test_a_failed_batch_leaves_the_previous_snapshots_and_marks_the_run_failed(e
             raise RuntimeError("simulated crash in the second batch")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_snapshot_rows", flaky)
+    monkeypatch.setattr(pipeline, "_write_snapshots", flaky)
     with pytest.raises(RuntimeError):
         recompute(engine, full=True, now=NOW + timedelta(hours=1), batch_size=20)
     after = _snapshots(engine)
@@ -275,7 +275,7 @@ def test_a_failed_batch_leaves_the_previous_snapshots_and_marks_the_run_failed(e
     with engine.connect() as conn:
         status, message = conn.execute(text("SELECT status, message FROM job_run ORDER BY id DESC LIMIT 1")).one()
     assert status == "failed" and "simulated crash" in message
-    monkeypatch.setattr(pipeline, "_snapshot_rows", original)
+    monkeypatch.setattr(pipeline, "_write_snapshots", original)
     assert recompute(engine, full=True, now=NOW + timedelta(hours=2), batch_size=20).status == "success"
 
 
@@ -297,41 +297,96 @@ def test_inactive_patients_have_no_active_alerts_and_no_imaging_clock(engine):
     assert evidence and all(isinstance(e, dict) for e in evidence)
 
 
-def test_a_person_acting_during_the_run_keeps_the_alert_and_requeues_the_patient(engine, monkeypatch):
-    """Optimistic locking: the run planned to resolve an alert, a person acknowledged it first."""
+def _new_imaging(engine, pid: int) -> None:
     from db import models as m
     from db.engine import write_session
-    from surveillance import pipeline
     from surveillance.state import refresh_patient_state
 
-    pid = _one_overdue_patient(engine)
-    recompute(engine, full=True, now=NOW)
-    alert = _alert(engine, pid, "imaging-overdue")
-    with write_session(engine) as session:  # new imaging: the run will resolve the alert
+    with write_session(engine) as session:  # new imaging: the run will resolve the overdue alert
         session.add(
             m.ImagingStudy(patient_id=pid, performed_on=date(2026, 11, 20), modality="mri", region="whole_spine")
         )
         session.flush()
         refresh_patient_state(session, [pid])
-    planned = pipeline._plan_alerts
 
-    def plan_then_person_acts(conn, *args, **kwargs):
-        plan = planned(conn, *args, **kwargs)
-        assert any(row[2] == alert.id for row in plan.resolves)
-        conn.execute(
-            text("UPDATE alert SET status = 'acknowledged', version = version + 1 WHERE id = :i"), {"i": alert.id}
-        )
-        return plan
 
-    monkeypatch.setattr(pipeline, "_plan_alerts", plan_then_person_acts)
+def _acknowledge(conn, alert_id: int) -> None:
+    conn.execute(
+        text(
+            "UPDATE alert SET status = 'acknowledged', acknowledged_by = 'nurse1', version = version + 1 WHERE id = :i"
+        ),
+        {"i": alert_id},
+    )
+
+
+def test_a_person_acting_while_the_batch_is_prepared_is_seen_before_anything_is_written(engine, monkeypatch):
+    """The batch was planned (resolve the alert) from alert rows a person then changed: the writer sees
+    the patient's alert digest moved, writes nothing of theirs, and the run re-plans them from the new rows."""
+    from surveillance import pipeline
+
+    pid = _one_overdue_patient(engine)
+    recompute(engine, full=True, now=NOW)
+    alert = _alert(engine, pid, "imaging-overdue")
+    _new_imaging(engine, pid)
+    original = pipeline.apply_batch
+    seen = []
+
+    def person_acts_first(engine_, prepared, *args, **kwargs):
+        if not seen:
+            seen.append([row[2] for row in prepared.resolves])
+            with engine.begin() as conn:
+                _acknowledge(conn, alert.id)
+        return original(engine_, prepared, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "apply_batch", person_acts_first)
+    result = recompute(engine, full=True, now=NOW + timedelta(hours=1))
+    assert seen == [[alert.id]]  # the first plan resolved the alert as it was before the person acted
+    after = _alert(engine, pid, "imaging-overdue")
+    with engine.connect() as conn:
+        acknowledged_by = conn.execute(
+            text("SELECT acknowledged_by FROM alert WHERE id = :i"), {"i": alert.id}
+        ).scalar()
+        queued = conn.execute(text("SELECT patient_id FROM recompute_queue")).scalars().all()
+        open_alerts = conn.execute(
+            text("SELECT open_alerts FROM risk_snapshot WHERE patient_id = :p"), {"p": pid}
+        ).scalar()
+        still_open = conn.execute(
+            text("SELECT COUNT(*) FROM alert WHERE patient_id = :p AND status = 'open'"), {"p": pid}
+        ).scalar()
+    # Re-planned from the acknowledged alert: the condition cleared, so it is resolved — after the person's change.
+    assert (after.id, after.status, after.version) == (alert.id, "resolved", alert.version + 2)
+    assert acknowledged_by == "nurse1" and result.alerts_resolved == 1
+    assert pid not in queued and open_alerts == still_open
+
+
+def test_a_person_acting_inside_the_write_keeps_the_alert_and_requeues_the_patient(engine, monkeypatch):
+    """Optimistic locking, the last line: the alert changed after the writer's check (possible on PostgreSQL,
+    where the batch lock does not hold a person's write back).  The version check keeps the person's change."""
+    from surveillance import pipeline
+
+    pid = _one_overdue_patient(engine)
+    recompute(engine, full=True, now=NOW)
+    alert = _alert(engine, pid, "imaging-overdue")
+    _new_imaging(engine, pid)
+    original = pipeline._update_alerts
+
+    def person_acts_first(conn, row_columns, fixed, rows, *args, **kwargs):
+        if any(row[0] == alert.id for row in rows):
+            _acknowledge(conn, alert.id)
+        return original(conn, row_columns, fixed, rows, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_update_alerts", person_acts_first)
     result = recompute(engine, full=True, now=NOW + timedelta(hours=1))
     after = _alert(engine, pid, "imaging-overdue")
     assert (after.id, after.status) == (alert.id, "acknowledged")  # the person's change stands
     assert result.alerts_resolved == 0
     with engine.connect() as conn:
         queued = conn.execute(text("SELECT patient_id FROM recompute_queue")).scalars().all()
-    assert pid in queued  # rescored by the next run
-    monkeypatch.setattr(pipeline, "_plan_alerts", planned)
+        fingerprint = conn.execute(
+            text("SELECT alert_fingerprint FROM risk_snapshot WHERE patient_id = :p"), {"p": pid}
+        ).scalar()
+    assert pid in queued and fingerprint is None  # rescored, and re-planned, by the next run
+    monkeypatch.setattr(pipeline, "_update_alerts", original)
     recompute(engine, full=False, now=NOW + timedelta(hours=2))
     assert _alert(engine, pid, "imaging-overdue").status == "resolved"
 

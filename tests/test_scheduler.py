@@ -297,7 +297,7 @@ def test_a_failing_run_is_recorded_and_frees_the_lease(engine, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom: disk on fire")
 
-    monkeypatch.setattr(pipeline, "_process", boom)
+    monkeypatch.setattr(pipeline, "apply_batch", boom)
     with pytest.raises(RuntimeError, match="boom"):
         jobs.run_recompute(engine, full=True)
     (failed,) = runs(engine)

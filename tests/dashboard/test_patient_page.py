@@ -51,7 +51,7 @@ def known(app_db):
     """A breast-cancer patient of nurse1 with one L3 lesion whose collapse is unknown, and dated facts.
 
     Chosen so that no cancer-board reason exists before the tests add one (ECOG steady at 2, the SRE older
-    than 90 days, SINS below 7): see the report on superseded alert episodes in ``pipeline._process``.
+    than 90 days, SINS below 7): see the report on superseded alert episodes in ``pipeline.apply_batch``.
     """
     engine, nurse = app_db["engine"], _identity(app_db, "nurse1")
     now = _now()

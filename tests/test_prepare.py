@@ -1,0 +1,300 @@
+"""The prepared batch: worker processes, the Arrow reader, and the plan skipped when nothing can change.
+
+Each database test runs on SQLite and PostgreSQL.  The skip is only safe if a
+patient it skips would have got an empty plan; these tests change one input at a
+time (the firings, the alert rows, the clock) and check the patient is planned.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from db.engine import get_engine
+from db.readers import DbapiReader, column_from_values
+from db.schema import upgrade
+from surveillance.pipeline import SNAPSHOT_COLUMNS, recompute
+from surveillance.prepare import NO_ALERTS, Selection, _value_hashes, alert_digests, clock_due
+from tests import factories
+
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+CONTENT = [c for c in SNAPSHOT_COLUMNS if c not in ("run_id", "computed_at")]
+
+
+def _plain(value):
+    if isinstance(value, bool):
+        return int(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()[:10]
+    return value
+
+
+def _snapshots(engine) -> dict[int, tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT {', '.join(CONTENT)} FROM risk_snapshot ORDER BY patient_id")).all()
+    return {row[0]: tuple(_plain(v) for v in row) for row in rows}
+
+
+def _alerts(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [
+            tuple(_plain(v) for v in r)
+            for r in conn.execute(
+                text(
+                    "SELECT patient_id, rule_id, evidence_key, severity, status, evidence FROM alert "
+                    "ORDER BY patient_id, rule_id, id"
+                )
+            )
+        ]
+
+
+def test_worker_processes_write_what_one_process_writes(db_url, tmp_path):
+    """Two spawned workers (ADBC on SQLite) and the writer give the snapshots and alerts one process gives."""
+    workers = get_engine(db_url)
+    factories.add_patients(workers, 90, seed=21)
+    alone = get_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    upgrade(alone)
+    factories.add_patients(alone, 90, seed=21)
+
+    a = recompute(workers, full=True, now=NOW, batch_size=13, workers=2)
+    b = recompute(alone, full=True, now=NOW, batch_size=13, workers=0)
+    assert (
+        (a.patients, a.batches, a.alerts_opened) == (b.patients, b.batches, b.alerts_opened) == (90, 7, b.alerts_opened)
+    )
+    assert b.alerts_opened > 0
+    assert _snapshots(workers) == _snapshots(alone)
+    assert _alerts(workers) == _alerts(alone)
+
+    # A day later, through the workers again: the clock moved, so some plans change, and both stores agree.
+    later = NOW + timedelta(days=40)
+    recompute(workers, full=True, now=later, batch_size=13, workers=2)
+    recompute(alone, full=True, now=later, batch_size=13, workers=0)
+    assert _snapshots(workers) == _snapshots(alone)
+    assert _alerts(workers) == _alerts(alone)
+
+
+def test_a_rerun_on_unchanged_data_plans_no_one_and_writes_nothing(engine):
+    factories.add_patients(engine, 60, seed=22)
+    first = recompute(engine, full=True, now=NOW, batch_size=25)
+    assert first.planned == 60  # nothing stored yet: every patient planned
+    before, alerts = _snapshots(engine), _alerts(engine)
+    rerun = recompute(engine, full=True, now=NOW + timedelta(minutes=5), batch_size=25)
+    assert (rerun.planned, rerun.snapshots_written, rerun.alerts_opened, rerun.alerts_resolved) == (0, 0, 0, 0)
+    assert _snapshots(engine) == before and _alerts(engine) == alerts
+
+
+def _patient_with_open_alerts(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT patient_id FROM alert WHERE status = 'open' GROUP BY patient_id "
+                "HAVING COUNT(*) >= 2 ORDER BY patient_id LIMIT 1"
+            )
+        ).scalar_one()
+
+
+def test_an_alert_changed_without_a_rescore_is_replanned(engine):
+    """A person's change that reached the alert row but not the snapshot (a status written directly,
+    not even bumping the version) moves the digest: the next full run plans the patient again."""
+    factories.add_patients(engine, 40, seed=23)
+    recompute(engine, full=True, now=NOW)
+    pid = _patient_with_open_alerts(engine)
+    with engine.begin() as conn:
+        before = conn.execute(text("SELECT open_alerts FROM risk_snapshot WHERE patient_id = :p"), {"p": pid}).scalar()
+        alert_id = conn.execute(
+            text("SELECT MIN(id) FROM alert WHERE patient_id = :p AND status = 'open'"), {"p": pid}
+        ).scalar()
+        conn.execute(text("UPDATE alert SET status = 'dismissed' WHERE id = :i"), {"i": alert_id})
+    rerun = recompute(engine, full=True, now=NOW + timedelta(minutes=5))
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT open_alerts FROM risk_snapshot WHERE patient_id = :p"), {"p": pid}).scalar()
+        status = conn.execute(text("SELECT status FROM alert WHERE id = :i"), {"i": alert_id}).scalar()
+    assert rerun.planned == 1
+    assert status == "dismissed" and after == before - 1  # not reopened, and no longer counted open
+
+
+def test_a_changed_fact_rewrites_that_patient_alone(engine):
+    from db import models as m
+    from db.engine import write_session
+    from surveillance.state import refresh_patient_state
+
+    factories.add_patients(engine, 30, seed=24)
+    recompute(engine, full=True, now=NOW)
+    before = _snapshots(engine)
+    with engine.connect() as conn:
+        pid = conn.execute(
+            text("SELECT patient_id FROM patient_state WHERE ecog IS NOT NULL AND ecog < 3 ORDER BY patient_id LIMIT 1")
+        ).scalar_one()
+    with write_session(engine) as session:  # ECOG 4 today: the prognostic scores move
+        session.add(m.PerformanceStatus(patient_id=pid, recorded_on=date(2026, 11, 27), ecog=4))
+        session.flush()
+        refresh_patient_state(session, [pid])
+    rerun = recompute(engine, full=True, now=NOW + timedelta(minutes=5))
+    after = _snapshots(engine)
+    assert rerun.snapshots_written == 1 and rerun.planned <= 1
+    assert after[pid] != before[pid]
+    assert {k: v for k, v in after.items() if k != pid} == {k: v for k, v in before.items() if k != pid}
+
+
+def test_a_snooze_that_ends_reopens_the_alert_in_a_full_run(engine):
+    factories.add_patients(engine, 40, seed=25)
+    recompute(engine, full=True, now=NOW)
+    pid = _patient_with_open_alerts(engine)
+    with engine.begin() as conn:
+        alert_id = conn.execute(
+            text("SELECT MIN(id) FROM alert WHERE patient_id = :p AND status = 'open'"), {"p": pid}
+        ).scalar()
+        conn.execute(
+            text(
+                "UPDATE alert SET status = 'snoozed', snoozed_until = :u, snooze_reason = 'MRI booked', "
+                "version = version + 1 WHERE id = :i"
+            ),
+            {"u": NOW + timedelta(hours=3), "i": alert_id},
+        )
+    recompute(engine, full=True, now=NOW + timedelta(hours=1))  # re-planned (digest moved): stays snoozed
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM alert WHERE id = :i"), {"i": alert_id}).scalar() == "snoozed"
+        reader = DbapiReader(conn)
+        assert clock_due(reader, Selection(ids=(pid,)), NOW + timedelta(hours=2)) == set()
+        assert clock_due(reader, Selection(ids=(pid,)), NOW + timedelta(hours=4)) == {pid}
+    # Nothing else changed: the firings and alert rows are as stored; only the clock makes this a plan.
+    run = recompute(engine, full=True, now=NOW + timedelta(hours=4))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM alert WHERE id = :i"), {"i": alert_id}).scalar() == "open"
+    assert run.planned == 1
+
+
+def test_every_kind_of_alert_change_moves_the_digest(engine):
+    factories.add_patients(engine, 20, seed=26)
+    recompute(engine, full=True, now=NOW)
+    pid = _patient_with_open_alerts(engine)
+    sel = Selection(ids=(pid,))
+
+    def digest() -> str:
+        with engine.connect() as conn:
+            return alert_digests(DbapiReader(conn), sel).get(pid, NO_ALERTS)
+
+    seen = [digest()]
+    with engine.begin() as conn:
+        alert_id = conn.execute(
+            text("SELECT MIN(id) FROM alert WHERE patient_id = :p AND status = 'open'"), {"p": pid}
+        ).scalar()
+    changes = [
+        "UPDATE alert SET severity = 'urgent', version = version + 1 WHERE id = :i",  # a version bump
+        "UPDATE alert SET status = 'acknowledged' WHERE id = :i",  # a status without one
+        "UPDATE alert SET status = 'done', closed_by = 'nurse1' WHERE id = :i",
+        "UPDATE alert SET status = 'resolved' WHERE id = :i",  # leaves the rows a plan reads
+    ]
+    for change in changes:
+        with engine.begin() as conn:
+            conn.execute(text(change), {"i": alert_id})
+        seen.append(digest())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alert (patient_id, rule_id, rule_version, severity, status, title, evidence, evidence_key, "
+                "source, opened_at, version) VALUES (:p, 'ecog-decline', '1', 'routine', 'open', 't', '{}', 'x', 's', :n, 1)"
+            ),
+            {"p": pid, "n": NOW},
+        )
+    seen.append(digest())
+    assert len(set(seen)) == len(seen), seen
+    assert digest() == seen[-1]  # and reading it again, unchanged, gives the same digest
+
+
+def test_value_hashes_follow_values_not_dtypes():
+    assert (_value_hashes(np.array([1, 2, 3])) == _value_hashes(np.array([1.0, 2.0, 3.0]))).all()
+    assert (_value_hashes(np.array([np.nan, 0.0])) == _value_hashes(np.array([np.nan, -0.0]))).all()
+    days = np.array(["2026-11-27", "NaT"], dtype="datetime64[D]")
+    assert _value_hashes(days)[0] != _value_hashes(np.array(["2026-11-28"], dtype="datetime64[D]"))[0]
+    words = _value_hashes(np.array(["L1", "L2", None], dtype=object))
+    assert len(set(words.tolist())) == 3
+    assert (_value_hashes(np.array(["L1"], dtype=object)) == words[:1]).all()
+
+
+def _arrow_columns(path: str, sql: str, kinds: list[str], queue) -> None:
+    """In a child process with no sqlite3 connection to the file (one SQLite per process)."""
+    from db.readers import ArrowReader
+
+    reader = ArrowReader(path)
+    try:
+        queue.put(reader.columns(sql, kinds))
+    finally:
+        reader.close()
+
+
+def test_the_arrow_reader_converts_every_kind_as_the_dbapi_reader_does(tmp_path):
+    import adbc_driver_sqlite.dbapi as adbc
+
+    path = tmp_path / "kinds.db"
+    # Built through ADBC as well, in a child: this test process never opens the file with sqlite3.
+    rows = [
+        (1, 3, 2.5, 1, 0, "2026-11-27", "kidney", 9_007_199_254_740_993),
+        (2, 4, None, None, 1, None, None, None),
+        (3, 5, 7.0, 0, None, "2024-02-29 10:00:00", "lung", -1),
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        pool.apply(_create, (str(path), rows))
+    sql = "SELECT id, n, f, t, b, d, s, big FROM k ORDER BY id"
+    kinds = ["int", "int", "float", "tri", "bool", "date", "str", "int?"]
+    queue = ctx.Queue()
+    child = ctx.Process(target=_arrow_columns, args=(str(path), sql, kinds, queue))
+    child.start()
+    arrow = queue.get(timeout=60)
+    child.join(60)
+    expected = [column_from_values(kind, [row[k] for row in rows]) for k, kind in enumerate(kinds)]
+    for kind, got, want in zip(kinds, arrow, expected, strict=True):
+        if kind == "float":
+            np.testing.assert_array_equal(got, want)
+        elif kind == "int?":
+            assert got.mask.tolist() == want.mask.tolist() and got.data.tolist() == want.data.tolist()
+            assert int(got.data[0]) == 9_007_199_254_740_993  # 64-bit exact, not through a float
+        else:
+            assert got.tolist() == want.tolist(), kind
+    del adbc
+
+
+def _create(path: str, rows: list[tuple]) -> None:
+    import adbc_driver_sqlite.dbapi as adbc
+
+    conn = adbc.connect(path)
+    cur = conn.cursor()
+    cur.execute(
+        "CREATE TABLE k (id INTEGER PRIMARY KEY, n INTEGER, f REAL, t INTEGER, b INTEGER, d TEXT, s TEXT, big INTEGER)"
+    )
+    for row in rows:
+        values = ", ".join("NULL" if v is None else repr(v) for v in row)
+        cur.execute(f"INSERT INTO k VALUES ({values})")
+    cur.close()
+    conn.commit()
+    conn.close()
+
+
+def test_the_arrow_reader_refuses_a_process_that_has_sqlite3_open(tmp_path):
+    from db.readers import open_arrow_reader
+
+    url = f"sqlite:///{tmp_path / 'open.db'}"
+    engine = get_engine(url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    with pytest.raises(RuntimeError, match="one SQLite per process"):
+        open_arrow_reader(url)
+
+
+def test_the_worker_count_setting_is_validated(monkeypatch):
+    from surveillance.pipeline import _worker_count
+
+    monkeypatch.setenv("SURVEILLANCE_RECOMPUTE_WORKERS", "two")
+    with pytest.raises(ValueError, match="whole number"):
+        _worker_count(None, 10)
+    monkeypatch.setenv("SURVEILLANCE_RECOMPUTE_WORKERS", "3")
+    assert _worker_count(None, 10) == 3
+    monkeypatch.delenv("SURVEILLANCE_RECOMPUTE_WORKERS")
+    assert _worker_count(None, 10) == 0  # a small run is prepared in the writing process
+    assert _worker_count(1, 10) == 1
