@@ -604,15 +604,27 @@ def recompute(
                 if progress:
                     progress(result.patients, total)
 
+            done = 0
             if count:
+                from concurrent.futures.process import BrokenProcessPool
+
                 from surveillance.workers import PreparePool
 
-                with PreparePool(engine, ruleset, count) as pool:
-                    for prepared in pool.prepared(ranges, run_id=run_id, now=now, today=today):
-                        applied(prepared)
-            else:
-                for sel in ranges:
-                    applied(_prepare_here(engine, ruleset, sel, run_id, now, today))
+                try:
+                    with PreparePool(engine, ruleset, count) as pool:
+                        for prepared in pool.prepared(ranges, run_id=run_id, now=now, today=today):
+                            applied(prepared)
+                            done += 1
+                except (BrokenProcessPool, ImportError) as err:
+                    # A worker that cannot start or dies (killed, out of memory, a missing driver):
+                    # the batches already written stand; the rest are prepared here.
+                    log.warning(
+                        "recompute run %s: worker processes failed (%s: %s); preparing the remaining %d batches "
+                        "in this process",
+                        run_id, type(err).__name__, err, len(ranges) - done,
+                    )
+            for sel in ranges[done:]:
+                applied(_prepare_here(engine, ruleset, sel, run_id, now, today))
         else:
             if only is not None:
                 ids = sorted(set(only))

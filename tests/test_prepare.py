@@ -298,3 +298,27 @@ def test_the_worker_count_setting_is_validated(monkeypatch):
     monkeypatch.delenv("SURVEILLANCE_RECOMPUTE_WORKERS")
     assert _worker_count(None, 10) == 0  # a small run is prepared in the writing process
     assert _worker_count(1, 10) == 1
+
+
+def test_a_full_run_whose_workers_die_finishes_in_its_own_process(engine, monkeypatch, caplog):
+    """A worker that cannot start or is killed (out of memory, say) must not lose the run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from surveillance import workers
+
+    factories.add_patients(engine, 50, seed=27)
+    original = workers.PreparePool.prepared
+
+    def dies_after_two(self, selections, **kwargs):
+        for k, prepared in enumerate(original(self, selections, **kwargs)):
+            if k == 2:
+                raise BrokenProcessPool("a worker was killed")
+            yield prepared
+
+    monkeypatch.setattr(workers.PreparePool, "prepared", dies_after_two)
+    with caplog.at_level("WARNING"):
+        result = recompute(engine, full=True, now=NOW, batch_size=10, workers=2)
+    assert result.status == "success" and result.patients == 50 and result.batches == 5
+    assert "worker processes failed" in caplog.text and "remaining 3 batches" in caplog.text
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM risk_snapshot")).scalar() == 50
