@@ -42,8 +42,10 @@ import numpy as np
 import pandas as pd
 
 from db.models import RiskSnapshot
+from db.queries import SCORE_COLUMNS
 from db.readers import ColumnReader
 from surveillance.batch import BatchScorer
+from surveillance.reports import SYSTEMS
 from surveillance.rules import Evaluation, Frame, evaluate
 from surveillance.rules.engine import RULE_ORDER, alert_summary, mask_max, totals_of
 from surveillance.rules.schema import RuleSet
@@ -170,28 +172,7 @@ SNAPSHOT_COLUMNS = [
     "assigned_nurse_id",
     "primary_site",
     "lesion_count",
-    "sins_worst_mask",
-    "sins_worst_total",
-    "sins_worst_category",
-    "bilsky_worst",
-    "tomita_mask",
-    "tomita_total",
-    "tomita_band",
-    "tokuhashi_mask",
-    "tokuhashi_total",
-    "tokuhashi_band",
-    "bauer_mask",
-    "bauer_total",
-    "bauer_band",
-    "modified_bauer_mask",
-    "modified_bauer_total",
-    "modified_bauer_band",
-    "nesms_mask",
-    "nesms_total",
-    "nesms_band",
-    "katagiri_mask",
-    "katagiri_total",
-    "katagiri_band",
+    *SCORE_COLUMNS,  # in db.queries' order: the content hash depends on it
     "tes_screen",
     "locomo_types",
     "tier",
@@ -247,14 +228,8 @@ ALERT_INSERT_COLUMNS = [
     "escalate_at",
     "version",
 ]
-_SYSTEM_COLUMNS = {
-    "tomita": "tomita",
-    "revised_tokuhashi": "tokuhashi",
-    "bauer": "bauer",
-    "modified_bauer": "modified_bauer",
-    "nesms": "nesms",
-    "new_katagiri": "katagiri",
-}
+#: Prognostic systems -> their snapshot column prefix (the reports' table, without SINS).
+_SYSTEM_COLUMNS = {system: column for system, column in SYSTEMS.items() if system != "sins_worst"}
 #: Rules whose alert escalates when still open after a fixed time (hours), from their parameters.
 _ESCALATING = {"mscc-suspected": "escalate_after_hours"}
 #: Rules with a deadline to act (days), from their parameters.

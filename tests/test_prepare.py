@@ -17,26 +17,12 @@ from sqlalchemy import text
 from db.engine import get_engine
 from db.readers import DbapiReader, column_from_values
 from db.schema import upgrade
-from surveillance.pipeline import SNAPSHOT_COLUMNS, recompute
+from surveillance.pipeline import recompute
 from surveillance.prepare import NO_ALERTS, Selection, _value_hashes, alert_digests, clock_due
 from tests import factories
+from tests.test_pipeline import _plain, _snapshots
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-CONTENT = [c for c in SNAPSHOT_COLUMNS if c not in ("run_id", "computed_at")]
-
-
-def _plain(value):
-    if isinstance(value, bool):
-        return int(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()[:10]
-    return value
-
-
-def _snapshots(engine) -> dict[int, tuple]:
-    with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {', '.join(CONTENT)} FROM risk_snapshot ORDER BY patient_id")).all()
-    return {row[0]: tuple(_plain(v) for v in row) for row in rows}
 
 
 def _alerts(engine) -> list[tuple]:
