@@ -1,11 +1,14 @@
 """The recompute: facts → scores, the imaging clock, alerts and a snapshot per patient.
 
-Set-based, as ``shared/design.md`` requires: patients are processed in batches;
-each batch is read with a handful of queries (the patient row, its
-``patient_state`` and its active lesions), scored by
-:class:`surveillance.batch.BatchScorer` with the scoring core's own functions,
-judged by the pure rule engine, and written back in **one transaction per
-batch** with bulk statements.  A crash leaves every batch either fully written
+Set-based, as ``shared/design.md`` requires: patients are processed in batches.
+Each batch is *prepared* by :func:`surveillance.prepare.prepare_batch` — read
+with a handful of queries (the patient row, its ``patient_state``, its active
+lesions), scored by :class:`surveillance.batch.BatchScorer` with the scoring
+core's own functions, judged by the pure rule engine, its alerts planned — and
+written here in **one transaction per batch** with bulk statements
+(:func:`apply_batch`).  A full run of many patients prepares its batches in
+worker processes (:mod:`surveillance.workers`); incremental runs prepare each
+batch inside its own write transaction.  A crash leaves every batch either fully written
 or untouched, so the previous snapshot stays current for every patient whose
 batch did not commit; the run is recorded in ``job_run`` as failed.  ``job_run``
 counts the committed batches in each batch's own transaction, and a run whose
