@@ -29,8 +29,9 @@ def _frames(url: str, batch_size: int):
     """The Frames a full recompute would evaluate, batch by batch."""
     from db import bulk
     from db.engine import get_engine
+    from db.readers import DbapiReader
     from surveillance.batch import BatchScorer
-    from surveillance.pipeline import _frame, _read_batch
+    from surveillance.prepare import Selection, _frame, read_batch
 
     engine = get_engine(url)
     scorer = BatchScorer()
@@ -47,7 +48,7 @@ def _frames(url: str, batch_size: int):
             if not ids:
                 break
             lo, hi = ids[0], ids[-1]
-            batch = _read_batch(conn, f"p.id BETWEEN {lo} AND {hi}", f"patient_id BETWEEN {lo} AND {hi}")
+            batch = read_batch(DbapiReader(conn), Selection(lo=lo, hi=hi))
             conn.rollback()
         frames.append(_frame(batch, scorer.score(batch.patients, batch.lesions)))
         last = hi

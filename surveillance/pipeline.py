@@ -65,8 +65,6 @@ from surveillance.prepare import (
     state_stamps,
 )
 from surveillance.prepare import ALERT_INSERT_COLUMNS as ALERT_INSERT_COLUMNS
-from surveillance.prepare import _frame as _frame  # noqa: F401  (bench.rules_eval)
-from surveillance.prepare import read_batch as read_batch  # noqa: F401
 from surveillance.rules import load_rules
 from surveillance.rules.schema import RuleSet
 from surveillance.scoring import ENGINE_VERSION
