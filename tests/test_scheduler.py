@@ -338,12 +338,12 @@ def test_record_missed_run_once_per_tick(engine):
 SCHEDULER_MAIN = "import sys; from surveillance.scheduler import main; sys.exit(main())"
 
 
-def spawn_scheduler(db_url: str, log_path: Path, interval: int) -> subprocess.Popen:
+def spawn_scheduler(db_url: str, log_path: Path, interval: int, full_at: str | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
     env.update(
         DATABASE_URL=db_url,
         SCHEDULER_INCREMENTAL_SECONDS=str(interval),
-        SCHEDULER_FULL_AT=far_full_at(),
+        SCHEDULER_FULL_AT=full_at or far_full_at(),
         PYTHONUNBUFFERED="1",
     )
     with open(log_path, "wb") as log:
@@ -354,12 +354,15 @@ def test_two_scheduler_processes_never_double_run(db_url, engine, tmp_path):
     add_patients(engine, 6)
     interval = 2
     logs = [tmp_path / "scheduler-a.log", tmp_path / "scheduler-b.log"]
+    # One daily time for both: computed per process, two starts either side of a minute
+    # boundary got different times, and the second process rightly replaced the job.
+    full_at = far_full_at()
     launched = time.monotonic()
-    procs = [spawn_scheduler(db_url, logs[0], interval)]
+    procs = [spawn_scheduler(db_url, logs[0], interval, full_at)]
     try:
         wait_for(lambda: "scheduler running" in logs[0].read_text(), what="the first scheduler")
         # The second one is "started by mistake" on the same database and job store.
-        procs.append(spawn_scheduler(db_url, logs[1], interval))
+        procs.append(spawn_scheduler(db_url, logs[1], interval, full_at))
         wait_for(lambda: "scheduler running" in logs[1].read_text(), what="the second scheduler")
         time.sleep(12)
     finally:

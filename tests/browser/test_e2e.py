@@ -125,7 +125,9 @@ def test_lead_sees_the_trend_charts_and_no_patient_identifiers(app, browser):
     sign_in(page, app["url"], "lead1", factories.PASSWORD)
     page.get_by_role("heading", name="Trends").first.wait_for(timeout=TIMEOUT)
     charts = page.locator('[data-testid="stPlotlyChart"]')
-    charts.first.wait_for(timeout=TIMEOUT)
+    # The page draws its charts one after another: wait for the second, not only the first
+    # (counting right after the first appeared failed once on a loaded machine).
+    charts.nth(1).wait_for(timeout=TIMEOUT)
     assert charts.count() >= 2
     body = page.locator("body").inner_text()
     assert "E2E-" not in body
