@@ -51,9 +51,7 @@ from surveillance.batch import shared_scorer
 from surveillance.calendar import clinical_day
 from surveillance.prepare import (
     ACTIVE_SQL,
-    ACTIVE_STATUSES,
     HISTORY_COLUMNS,
-    HUMAN_CLOSED,
     META_COLUMNS,
     NO_ALERTS,
     SNAPSHOT_COLUMNS,
@@ -80,7 +78,7 @@ INCREMENTAL_BATCH = 5_000
 _PG_BATCH_LOCK = 727_002  # advisory lock key that serialises batch writes on PostgreSQL (audit uses 727_001)
 #: Re-scoring passes, within one run, for patients saved while their batch was scored (they stay queued after).
 REVISIT_PASSES = 3
-__all__ = ["ACTIVE_SQL", "ACTIVE_STATUSES", "HUMAN_CLOSED", "SNAPSHOT_COLUMNS", "RunResult", "recompute"]
+__all__ = ["SNAPSHOT_COLUMNS", "RunResult", "apply_batch", "recompute"]
 #: Snapshot columns as written: the content, then what the alert plan saw (not part of the content hash).
 WRITE_COLUMNS = SNAPSHOT_COLUMNS + META_COLUMNS
 #: Snapshot columns held by an index of ``risk_snapshot`` (read from the model, so a new index counts).

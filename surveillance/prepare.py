@@ -44,7 +44,7 @@ import pandas as pd
 from db.models import RiskSnapshot
 from db.queries import SCORE_COLUMNS
 from db.readers import ColumnReader
-from surveillance.batch import BatchScorer
+from surveillance.batch import LESION_COLUMNS, BatchScorer
 from surveillance.reports import SYSTEMS
 from surveillance.rules import Evaluation, Frame, evaluate
 from surveillance.rules.engine import RULE_ORDER, alert_summary, mask_max, totals_of
@@ -146,20 +146,10 @@ _PATIENT_FIELDS = [
     # Last: the facts' stamp, read in the same statement as the facts (the writer re-checks it).
     ("state_updated_at", "str"),
 ]
-_LESION_NAMES = [
-    "patient_id",
-    "level",
-    "level_span_end",
-    "pain",
-    "lesion_type",
-    "alignment",
-    "collapse",
-    "posterolateral",
-    "bilsky_escc",
-    "assessed_on",
-]
+#: The lesion columns the batch scorer reads, keyed by patient id as read (its row index is added after).
+_LESION_NAMES = ["patient_id", *LESION_COLUMNS[1:]]
 _LESION_SELECT = """
-SELECT patient_id, level, level_span_end, pain, lesion_type, alignment, collapse, posterolateral, bilsky_escc, assessed_on
+SELECT {columns}
 FROM spinal_lesion WHERE active AND {where} ORDER BY patient_id, id
 """
 
@@ -658,8 +648,8 @@ def read_batch(reader: ColumnReader, sel: Selection) -> _Batch:
     columns = reader.columns(_PATIENT_SELECT.format(where=sel.where("p.id")), kinds)
     patients = {name: col for (name, _kind), col in zip(_PATIENT_FIELDS, columns, strict=True)}
     ids = patients["patient_id"]
-    lesion_kinds = ["int", "str", "str", "str", "str", "str", "str", "str", "str", "date"]
-    lcols = reader.columns(_LESION_SELECT.format(where=sel.where("patient_id")), lesion_kinds)
+    lesion_kinds = [{"patient_id": "int", "assessed_on": "date"}.get(name, "str") for name in _LESION_NAMES]
+    lcols = reader.columns(_LESION_SELECT.format(columns=", ".join(_LESION_NAMES), where=sel.where("patient_id")), lesion_kinds)
     lesions = dict(zip(_LESION_NAMES, lcols, strict=True))
     lesions["patient_index"] = np.searchsorted(ids, lesions["patient_id"]) if len(ids) else lesions["patient_id"]
     return _Batch(ids, patients, lesions)
@@ -883,17 +873,9 @@ class PreparedBatch:
     stamps: dict[int, Any]
     digests: dict[int, str]
     planned: int = 0
-    alerts_updated: int = 0
     revisit: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
-    def written_patients(self) -> set[int]:
-        return (
-            {row[0] for row in self.snapshots}
-            | {row[0] for row in self.inserts}
-            | {row[4][0] for row in self.resolves}
-            | {row[6] for row in self.updates}
-        )
 
 
 META_COLUMNS = ["alert_fingerprint", "alert_digest", "open_rules"]
@@ -1030,7 +1012,6 @@ def prepare_batch(
         stamps={p: stamps[p] for p in touched},
         digests={p: digests.get(p, NO_ALERTS) for p in touched},
         planned=len(planned),
-        alerts_updated=len(updates),
         revisit=revisit,
         timings=clock.laps,
     )
