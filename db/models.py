@@ -605,6 +605,10 @@ class RiskSnapshotHistory(SQLModel, table=True):
     priority: int = 0
 
 
+ACTIVE_ALERT_WHERE = "status IN ('open', 'acknowledged', 'snoozed')"
+PERSON_CLOSED_WHERE = "status IN ('done', 'dismissed')"
+
+
 class Alert(SQLModel, table=True):
     """One alert; at most one *active* alert per patient and rule (partial unique index)."""
 
@@ -614,14 +618,49 @@ class Alert(SQLModel, table=True):
             "patient_id",
             "rule_id",
             unique=True,
-            sqlite_where=sa.text("status IN ('open', 'acknowledged', 'snoozed')"),
-            postgresql_where=sa.text("status IN ('open', 'acknowledged', 'snoozed')"),
+            sqlite_where=sa.text(ACTIVE_ALERT_WHERE),
+            postgresql_where=sa.text(ACTIVE_ALERT_WHERE),
         ),
-        sa.Index("ix_alert_status_severity", "status", "severity", "opened_at"),
+        # The status-led indexes hold active alerts only (every query through them asks for active
+        # ones): resolved alerts accumulate for as long as the store lives, and a recompute that
+        # resolves an alert then only removes its entries instead of also inserting new ones
+        # at random places (docs/performance.md, the incremental run).
+        sa.Index(
+            "ix_alert_status_severity",
+            "status",
+            "severity",
+            "opened_at",
+            sqlite_where=sa.text(ACTIVE_ALERT_WHERE),
+            postgresql_where=sa.text(ACTIVE_ALERT_WHERE),
+        ),
         sa.Index("ix_alert_patient_rule_key", "patient_id", "rule_id", "evidence_key"),
-        sa.Index("ix_alert_assignee_status", "assigned_to_id", "status"),
+        # Most alerts are nobody's in particular (the patient's nurse holds them).
+        sa.Index(
+            "ix_alert_assignee_status",
+            "assigned_to_id",
+            "status",
+            sqlite_where=sa.text("assigned_to_id IS NOT NULL"),
+            postgresql_where=sa.text("assigned_to_id IS NOT NULL"),
+        ),
         # Covers the Trends page's active-alert burden (status → patient's nurse, severity, assignee).
-        sa.Index("ix_alert_status_patient", "status", "patient_id", "severity", "assigned_to_id"),
+        sa.Index(
+            "ix_alert_status_patient",
+            "status",
+            "patient_id",
+            "severity",
+            "assigned_to_id",
+            sqlite_where=sa.text(ACTIVE_ALERT_WHERE),
+            postgresql_where=sa.text(ACTIVE_ALERT_WHERE),
+        ),
+        # The episodes a person closed, which the alert plan must not reopen: few, read per patient.
+        sa.Index(
+            "ix_alert_person_closed",
+            "patient_id",
+            "rule_id",
+            "evidence_key",
+            sqlite_where=sa.text(PERSON_CLOSED_WHERE),
+            postgresql_where=sa.text(PERSON_CLOSED_WHERE),
+        ),
         # The incremental run's wake-ups (a snooze ending, an escalation falling due): small partial
         # indexes, so finding them does not read every active alert.
         sa.Index(

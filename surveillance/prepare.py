@@ -733,19 +733,26 @@ def _alert_frames(reader: ColumnReader, sel: Selection) -> tuple[pd.DataFrame, p
     """The selected patients' active alerts, and their person-closed episodes (patient, rule, key).
 
     Two queries by status: one by patient would also read every resolved alert, which
-    accumulate for as long as the store lives.
+    accumulate for as long as the store lives.  On SQLite each names its partial index:
+    with the sampled statistics of ``optimize`` the planner chose to scan every active
+    alert by status instead (0.4 s instead of 20 ms for 1,000 patients at 1M).
     """
     where = sel.where("patient_id")
+    active_ix, closed_ix = (
+        (" INDEXED BY ux_alert_active_patient_rule", " INDEXED BY ix_alert_person_closed")
+        if reader.dialect == "sqlite"
+        else ("", "")
+    )
     active = pd.DataFrame(
         reader.rows(
             "SELECT id, patient_id, rule_id, evidence_key, status, severity, snoozed_until, escalate_at, "
-            f"escalated_at, version FROM alert WHERE status IN {ACTIVE_SQL} AND {where}"
+            f"escalated_at, version FROM alert{active_ix} WHERE status IN {ACTIVE_SQL} AND {where}"
         ),
         columns=_ACTIVE_COLUMNS,
     )
     closed = pd.DataFrame(
         reader.rows(
-            f"SELECT DISTINCT patient_id, rule_id, evidence_key FROM alert WHERE status IN ('done', 'dismissed') "
+            f"SELECT DISTINCT patient_id, rule_id, evidence_key FROM alert{closed_ix} WHERE status IN ('done', 'dismissed') "
             f"AND {where}"
         ),
         columns=["patient_id", "rule_id", "key"],
