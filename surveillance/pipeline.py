@@ -333,11 +333,16 @@ def _write_prepared(
     inserts = [row for row in inserts if (row[0], row[1]) not in blocked]
     bulk.executemany(conn, bulk.insert_sql("alert", ALERT_INSERT_COLUMNS), inserts)
     clock("write.alerts")
-    # The digest, as the alert rows now are, of every patient whose alerts this plan changed
-    # (and of every written patient when the batch was prepared in this transaction).
+    # The digest, as the alert rows now are, of every patient whose alerts this plan changed.
+    # A batch prepared in this transaction (an incremental run) leaves its patients' digests
+    # unknown instead: the next full run then plans them again (a few thousand a day, about
+    # 10 ms per thousand), which is cheaper than reading the digests back here in every
+    # incremental run (15 ms per 1,000 patients at 1M).
     digest_at, print_at = _POSITION["alert_digest"], _POSITION["alert_fingerprint"]
-    changed_alerts = {row[0] for row in inserts} | {row[4][0] for row in resolves} | {row[6] for row in updates}
-    changed_alerts |= {row[0] for row in snapshots if row[digest_at] is None}
+    changed_alerts: set[int] = set()
+    if check_alerts:
+        changed_alerts = {row[0] for row in inserts} | {row[4][0] for row in resolves} | {row[6] for row in updates}
+        changed_alerts |= {row[0] for row in snapshots if row[digest_at] is None}
     after = alert_digests(reader, select_ids(sorted(changed_alerts), sel)) if changed_alerts else {}
     if changed_alerts or conflicted:
         fixed_rows = []
@@ -345,7 +350,8 @@ def _write_prepared(
             pid = row[0]
             if pid in changed_alerts or pid in conflicted:
                 row = list(row)
-                row[digest_at] = after.get(pid, NO_ALERTS)
+                if pid in changed_alerts:
+                    row[digest_at] = after.get(pid, NO_ALERTS)
                 if pid in conflicted:  # the plan did not all apply: the next run plans this patient again
                     row[print_at] = None
                 row = tuple(row)

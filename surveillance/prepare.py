@@ -919,8 +919,8 @@ def prepare_batch(
     """Read, score, judge and plan one batch, in one read transaction of ``reader``; nothing is written.
 
     ``in_transaction``: the reads are part of the write transaction that will write the
-    batch.  Then every patient is planned, the alert digests are not read first, and the
-    writer reads each written patient's digest after its alert writes.
+    batch.  Then every patient is planned and the alert digests are not read; the
+    snapshots are written without one, so the next full run plans these patients again.
     """
     clock = PhaseClock()
     try:

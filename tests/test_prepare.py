@@ -126,6 +126,45 @@ def test_a_changed_fact_rewrites_that_patient_alone(engine):
     assert {k: v for k, v in after.items() if k != pid} == {k: v for k, v in before.items() if k != pid}
 
 
+def test_patients_an_incremental_run_wrote_are_planned_by_the_next_full_run_only(engine):
+    """An incremental run leaves its patients' alert digests unknown (it does not read them back);
+    the next full run plans exactly those patients, and the full run after it nobody."""
+    from db import models as m
+    from db.engine import write_session
+    from surveillance.state import refresh_patient_state
+
+    factories.add_patients(engine, 30, seed=27)
+    recompute(engine, full=True, now=NOW)
+    with engine.connect() as conn:
+        pids = [
+            r[0]
+            for r in conn.execute(text("SELECT patient_id FROM patient_state ORDER BY patient_id LIMIT 2"))
+        ]
+    with write_session(engine) as session:
+        for pid in pids:
+            session.add(m.PerformanceStatus(patient_id=pid, recorded_on=date(2026, 11, 27), ecog=3))
+            session.add(m.RecomputeQueue(patient_id=pid))
+        session.flush()
+        refresh_patient_state(session, pids)
+    incremental = recompute(engine, full=False, now=NOW + timedelta(minutes=1))
+    assert incremental.patients == 2
+    after_incremental, alerts = _snapshots(engine), _alerts(engine)
+    with engine.connect() as conn:
+        unknown = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT patient_id FROM risk_snapshot WHERE alert_digest IS NULL ORDER BY patient_id")
+            )
+        ]
+    assert unknown == pids
+    replan = recompute(engine, full=True, now=NOW + timedelta(minutes=2))
+    assert replan.planned == 2
+    # Planning them again changed nothing the incremental run had written (it planned them in full).
+    assert (replan.alerts_opened, replan.alerts_resolved) == (0, 0)
+    assert _alerts(engine) == alerts and _snapshots(engine) == after_incremental
+    assert recompute(engine, full=True, now=NOW + timedelta(minutes=3)).planned == 0
+
+
 def test_a_snooze_that_ends_reopens_the_alert_in_a_full_run(engine):
     factories.add_patients(engine, 40, seed=25)
     recompute(engine, full=True, now=NOW)
