@@ -606,8 +606,12 @@ class RiskSnapshotHistory(SQLModel, table=True):
     priority: int = 0
 
 
-ACTIVE_ALERT_WHERE = "status IN ('open', 'acknowledged', 'snoozed')"
-PERSON_CLOSED_WHERE = "status IN ('done', 'dismissed')"
+#: Alert statuses as SQL lists.  The partial indexes below are defined with them, and a query
+#: must spell its condition the same way for SQLite to use such an index (prepare.py names them).
+ACTIVE_ALERT_SQL = "('open', 'acknowledged', 'snoozed')"
+PERSON_CLOSED_SQL = "('done', 'dismissed')"
+ACTIVE_ALERT_WHERE = f"status IN {ACTIVE_ALERT_SQL}"
+PERSON_CLOSED_WHERE = f"status IN {PERSON_CLOSED_SQL}"
 
 
 class Alert(SQLModel, table=True):

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from db.models import RiskSnapshot
+from db.models import ACTIVE_ALERT_SQL, PERSON_CLOSED_SQL, RiskSnapshot
 from db.queries import SCORE_COLUMNS
 from db.readers import ColumnReader
 from surveillance.batch import LESION_COLUMNS, BatchScorer
@@ -53,9 +53,9 @@ from surveillance.scoring.sins import TABLE as SINS_TABLE
 
 ACTIVE_STATUSES = ("open", "acknowledged", "snoozed")
 HUMAN_CLOSED = ("done", "dismissed")
-ACTIVE_SQL = "('open', 'acknowledged', 'snoozed')"
+ACTIVE_SQL = ACTIVE_ALERT_SQL
 #: The alert rows a plan reads, and so the rows the digest sums.
-PLANNED_SQL = "('open', 'acknowledged', 'snoozed', 'done', 'dismissed')"
+PLANNED_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES + HUMAN_CLOSED) + ")"
 NO_ALERTS = "0:0:0:0"
 NaT = np.datetime64("NaT", "D")
 RULE_BIT = {rule_id: i for i, rule_id in enumerate(RULE_ORDER)}
@@ -649,7 +649,9 @@ def read_batch(reader: ColumnReader, sel: Selection) -> _Batch:
     patients = {name: col for (name, _kind), col in zip(_PATIENT_FIELDS, columns, strict=True)}
     ids = patients["patient_id"]
     lesion_kinds = [{"patient_id": "int", "assessed_on": "date"}.get(name, "str") for name in _LESION_NAMES]
-    lcols = reader.columns(_LESION_SELECT.format(columns=", ".join(_LESION_NAMES), where=sel.where("patient_id")), lesion_kinds)
+    lcols = reader.columns(
+        _LESION_SELECT.format(columns=", ".join(_LESION_NAMES), where=sel.where("patient_id")), lesion_kinds
+    )
     lesions = dict(zip(_LESION_NAMES, lcols, strict=True))
     lesions["patient_index"] = np.searchsorted(ids, lesions["patient_id"]) if len(ids) else lesions["patient_id"]
     return _Batch(ids, patients, lesions)
@@ -752,7 +754,7 @@ def _alert_frames(reader: ColumnReader, sel: Selection) -> tuple[pd.DataFrame, p
     )
     closed = pd.DataFrame(
         reader.rows(
-            f"SELECT DISTINCT patient_id, rule_id, evidence_key FROM alert{closed_ix} WHERE status IN ('done', 'dismissed') "
+            f"SELECT DISTINCT patient_id, rule_id, evidence_key FROM alert{closed_ix} WHERE status IN {PERSON_CLOSED_SQL} "
             f"AND {where}"
         ),
         columns=["patient_id", "rule_id", "key"],
@@ -882,7 +884,6 @@ class PreparedBatch:
     planned: int = 0
     revisit: bool = False
     timings: dict[str, float] = field(default_factory=dict)
-
 
 
 META_COLUMNS = ["alert_fingerprint", "alert_digest", "open_rules"]

@@ -3,12 +3,12 @@
 Resolved alerts accumulate for as long as the store lives, and every query through the
 status-led indexes asks for active alerts.  As partial indexes they stay small, and a
 recompute that resolves an alert only removes its entries (measured at 1M patients: about
-a tenth fewer pages written by an incremental run).  The alert plan reads person-closed
+7 % fewer pages written by an incremental run).  The alert plan reads person-closed
 episodes through their own partial index instead of every alert of the patient.
 
 Revision ID: f6a2d3e00006
 Revises: e5f1c2d00005
-Create Date: 2026-11-27 17:20:00
+Create Date: 2026-11-27 16:40:00
 """
 from collections.abc import Sequence
 
