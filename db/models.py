@@ -577,7 +577,7 @@ class RiskSnapshot(SQLModel, table=True):
     # fingerprint, the digest of the patient's alert rows after the plan, and which rules'
     # alerts it left open (bit i = RULE_ORDER[i]).  When a later run finds the same firings
     # and the same alert rows, the plan is empty and the open alerts are these.  Incremental
-    # runs leave the digest NULL (their patients are planned again by the next full run).
+    # runs leave fingerprint and digest NULL (the next full run plans their patients again).
     alert_fingerprint: int | None = Field(default=None, sa_type=sa.BigInteger)
     alert_digest: str | None = Field(default=None, max_length=64)
     open_rules: int | None = Field(default=None, sa_type=sa.BigInteger)

@@ -197,7 +197,11 @@ def _write_snapshots(conn, rows: list[tuple], stored: dict[int, tuple]) -> None:
         if before is None:
             fresh.append(row)
             continue
-        moved = tuple(_canonical(row[k]) != _canonical(old) for k, old in zip(indexed, before[1:], strict=True))
+        # Equal as stored (most of them) needs no canonical form; unequal may still be the same
+        # value in another type (a PostgreSQL date against its ISO text).
+        moved = tuple(
+            row[k] != old and _canonical(row[k]) != _canonical(old) for k, old in zip(indexed, before[1:], strict=True)
+        )
         groups.setdefault(moved, []).append(row)
     if fresh:
         bulk.executemany(conn, bulk.upsert_sql("risk_snapshot", WRITE_COLUMNS, ["patient_id"]), fresh)

@@ -921,7 +921,8 @@ def prepare_batch(
 
     ``in_transaction``: the reads are part of the write transaction that will write the
     batch.  Then every patient is planned and the alert digests are not read; the
-    snapshots are written without one, so the next full run plans these patients again.
+    snapshots are written without fingerprint or digest, so the next full run plans
+    these patients again.
     """
     clock = PhaseClock()
     try:
@@ -942,17 +943,21 @@ def prepare_batch(
         clock("evaluate")
         n = len(batch.ids)
         ids = batch.ids
-        prints = fingerprints(evaluation, ruleset)
-        clock("fingerprints")
         pid_list = ids.tolist()
         now_digest = np.array([digests.get(p, NO_ALERTS) for p in pid_list], dtype=object)
-        same_digest = stored["exists"] & (stored["digest"] == now_digest)
-        known_print = stored["fingerprint_known"]
-        stored_print = stored["fingerprint"]
-        due_rows = np.isin(ids, np.fromiter(due, dtype=np.int64, count=len(due))) if due else np.zeros(n, bool)
-        plan_rows = ~(known_print & (stored_print == prints) & same_digest) | due_rows
         if in_transaction:
-            plan_rows[:] = True
+            # Everyone is planned, and the snapshots are written without fingerprint or digest
+            # (the next full run plans these patients), so the fingerprints are not needed.
+            prints = np.full(n, None, dtype=object)
+            plan_rows = np.ones(n, dtype=bool)
+        else:
+            prints = fingerprints(evaluation, ruleset)
+            clock("fingerprints")
+            same_digest = stored["exists"] & (stored["digest"] == now_digest)
+            known_print = stored["fingerprint_known"]
+            stored_print = stored["fingerprint"]
+            due_rows = np.isin(ids, np.fromiter(due, dtype=np.int64, count=len(due))) if due else np.zeros(n, bool)
+            plan_rows = ~(known_print & (stored_print == prints) & same_digest) | due_rows
         stored_open = stored["open_rules"]
         planned = np.flatnonzero(plan_rows)
         open_rows = _rows_of_masks(stored_open, np.flatnonzero(~plan_rows))

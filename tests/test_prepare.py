@@ -127,8 +127,8 @@ def test_a_changed_fact_rewrites_that_patient_alone(engine):
 
 
 def test_patients_an_incremental_run_wrote_are_planned_by_the_next_full_run_only(engine):
-    """An incremental run leaves its patients' alert digests unknown (it does not read them back);
-    the next full run plans exactly those patients, and the full run after it nobody."""
+    """An incremental run leaves its patients' alert fingerprint and digest unknown (it does not
+    read the digest back); the next full run plans exactly those patients, and the one after it nobody."""
     from db import models as m
     from db.engine import write_session
     from surveillance.state import refresh_patient_state
@@ -153,7 +153,10 @@ def test_patients_an_incremental_run_wrote_are_planned_by_the_next_full_run_only
         unknown = [
             r[0]
             for r in conn.execute(
-                text("SELECT patient_id FROM risk_snapshot WHERE alert_digest IS NULL ORDER BY patient_id")
+                text(
+                    "SELECT patient_id FROM risk_snapshot WHERE alert_digest IS NULL OR alert_fingerprint IS NULL "
+                    "ORDER BY patient_id"
+                )
             )
         ]
     assert unknown == pids
