@@ -118,8 +118,10 @@ def _freshness_banner() -> None:
     # Older than its interval, with a few minutes' grace for the next run's own duration and start.
     if age > interval + min(interval, timedelta(minutes=5)):
         minutes = int(age.total_seconds() // 60)
+        every = int(interval.total_seconds())
+        # A demo or test interval under a minute is said in seconds, not as "every 0 min".
         st.warning(tr.t("app.stale", age=f"{minutes // 60} h {minutes % 60} min",
-                        interval=f"{int(interval.total_seconds() // 60)} min"))
+                        interval=f"{every} s" if every < 60 else f"{every // 60} min"))
 
 
 def _language_switch() -> None:
