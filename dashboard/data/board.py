@@ -32,6 +32,7 @@ from sqlalchemy import text
 from dashboard.components.page import rule_title
 from dashboard.data.common import CACHE_SECONDS, data_version, engine, scope_key, scope_sql
 from dashboard.i18n import Translator
+from db.models import ACTIVE_ALERT_SQL as ACTIVE_ALERT  # spelled as the partial alert indexes are
 from surveillance.access import Action, Identity, require
 from surveillance.patient_case import case_from_record
 from surveillance.reports import totals_phrase
@@ -45,7 +46,6 @@ IMAGING_LIMIT = 5
 #: Earlier board decisions shown on the card.
 HISTORY_LIMIT = 5
 BOARD_RULE = "board-candidate"
-ACTIVE_ALERT = "('open', 'acknowledged', 'snoozed')"
 SEVERITY_SQL = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'routine' THEN 2 ELSE 3 END"
 
 #: Patient-level instruments of a ``score_case`` result, in display order.

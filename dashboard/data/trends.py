@@ -32,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from dashboard.data.common import CACHE_SECONDS, data_version, engine
+from db.models import ACTIVE_ALERT_SQL as ACTIVE_ALERT  # spelled as the partial alert indexes are
 from surveillance import trend_tables as tables
 from surveillance import trends as calc
 from surveillance.access import Action, Identity, require
@@ -40,7 +41,6 @@ from surveillance.scoring.sre import DEFINITIONS, SreDefinition, SreType
 #: Tiers in display order; ``unknown`` = no tier recorded while the patient was active.
 TIERS = ("high", "intermediate", "low", "screening", "none", "unknown")
 SEVERITIES = ("critical", "high", "routine", "info")
-ACTIVE_ALERT = "('open', 'acknowledged', 'snoozed')"
 #: Period choices (months, ending with the current month).
 PERIODS = tables.PERIOD_MONTHS
 #: Site code of patients without a coded primary site in the trend tables.
