@@ -22,6 +22,7 @@ Dates of clinical facts are ``date``; every timestamp is UTC-aware.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -606,12 +607,27 @@ class RiskSnapshotHistory(SQLModel, table=True):
     priority: int = 0
 
 
-#: Alert statuses as SQL lists.  The partial indexes below are defined with them, and a query
-#: must spell its condition the same way for SQLite to use such an index (prepare.py names them).
-ACTIVE_ALERT_SQL = "('open', 'acknowledged', 'snoozed')"
-PERSON_CLOSED_SQL = "('done', 'dismissed')"
+ACTIVE_ALERT_STATUSES = ("open", "acknowledged", "snoozed")
+#: Closed by a person: the plan does not reopen these episodes.
+PERSON_CLOSED_STATUSES = ("done", "dismissed")
+
+
+def status_list(statuses: tuple[str, ...]) -> str:
+    """Statuses as an SQL list: ``('open', 'acknowledged', 'snoozed')``."""
+    return "(" + ", ".join(f"'{s}'" for s in statuses) + ")"
+
+
+#: The partial alert indexes below are defined with these lists, and a query must spell its
+#: condition the same way for SQLite to use such an index: queries take them from here.
+ACTIVE_ALERT_SQL = status_list(ACTIVE_ALERT_STATUSES)
+PERSON_CLOSED_SQL = status_list(PERSON_CLOSED_STATUSES)
 ACTIVE_ALERT_WHERE = f"status IN {ACTIVE_ALERT_SQL}"
 PERSON_CLOSED_WHERE = f"status IN {PERSON_CLOSED_SQL}"
+
+
+def _partial(where: str) -> dict[str, Any]:
+    """The same partial-index condition on both backends."""
+    return {"sqlite_where": sa.text(where), "postgresql_where": sa.text(where)}
 
 
 class Alert(SQLModel, table=True):
@@ -623,8 +639,7 @@ class Alert(SQLModel, table=True):
             "patient_id",
             "rule_id",
             unique=True,
-            sqlite_where=sa.text(ACTIVE_ALERT_WHERE),
-            postgresql_where=sa.text(ACTIVE_ALERT_WHERE),
+            **_partial(ACTIVE_ALERT_WHERE),
         ),
         # The status-led indexes hold active alerts only (every query through them asks for active
         # ones): resolved alerts accumulate for as long as the store lives, and a recompute that
@@ -635,8 +650,7 @@ class Alert(SQLModel, table=True):
             "status",
             "severity",
             "opened_at",
-            sqlite_where=sa.text(ACTIVE_ALERT_WHERE),
-            postgresql_where=sa.text(ACTIVE_ALERT_WHERE),
+            **_partial(ACTIVE_ALERT_WHERE),
         ),
         sa.Index("ix_alert_patient_rule_key", "patient_id", "rule_id", "evidence_key"),
         # Most alerts are nobody's in particular (the patient's nurse holds them).
@@ -644,8 +658,7 @@ class Alert(SQLModel, table=True):
             "ix_alert_assignee_status",
             "assigned_to_id",
             "status",
-            sqlite_where=sa.text("assigned_to_id IS NOT NULL"),
-            postgresql_where=sa.text("assigned_to_id IS NOT NULL"),
+            **_partial("assigned_to_id IS NOT NULL"),
         ),
         # Covers the Trends page's active-alert burden (status → patient's nurse, severity, assignee).
         sa.Index(
@@ -654,8 +667,7 @@ class Alert(SQLModel, table=True):
             "patient_id",
             "severity",
             "assigned_to_id",
-            sqlite_where=sa.text(ACTIVE_ALERT_WHERE),
-            postgresql_where=sa.text(ACTIVE_ALERT_WHERE),
+            **_partial(ACTIVE_ALERT_WHERE),
         ),
         # The episodes a person closed, which the alert plan must not reopen: few, read per patient.
         sa.Index(
@@ -663,22 +675,19 @@ class Alert(SQLModel, table=True):
             "patient_id",
             "rule_id",
             "evidence_key",
-            sqlite_where=sa.text(PERSON_CLOSED_WHERE),
-            postgresql_where=sa.text(PERSON_CLOSED_WHERE),
+            **_partial(PERSON_CLOSED_WHERE),
         ),
         # The incremental run's wake-ups (a snooze ending, an escalation falling due): small partial
         # indexes, so finding them does not read every active alert.
         sa.Index(
             "ix_alert_snooze_ends",
             "snoozed_until",
-            sqlite_where=sa.text("status = 'snoozed'"),
-            postgresql_where=sa.text("status = 'snoozed'"),
+            **_partial("status = 'snoozed'"),
         ),
         sa.Index(
             "ix_alert_escalation_due",
             "escalate_at",
-            sqlite_where=sa.text("status = 'open' AND escalated_at IS NULL"),
-            postgresql_where=sa.text("status = 'open' AND escalated_at IS NULL"),
+            **_partial("status = 'open' AND escalated_at IS NULL"),
         ),
     )
 

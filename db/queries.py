@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from db.models import ACTIVE_ALERT_SQL
+
 SCORE_COLUMNS = (
     "sins_worst_mask",
     "sins_worst_total",
@@ -46,7 +48,7 @@ def list_active_alerts(conn: Connection, *, limit: int) -> list[dict[str, Any]]:
             "SELECT a.id, p.mrn, a.patient_id, a.rule_id, a.rule_version, a.severity, a.status, a.title, a.evidence, "
             "a.source, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.snoozed_until, a.escalated_at "
             "FROM alert a JOIN patient p ON p.id = a.patient_id "
-            "WHERE a.status IN ('open', 'acknowledged', 'snoozed') "
+            f"WHERE a.status IN {ACTIVE_ALERT_SQL} "
             "ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'routine' THEN 2 ELSE 3 END, "
             "a.opened_at, a.id LIMIT :limit"
         ),
@@ -114,7 +116,7 @@ def caseload(
     if rule_id:
         where.append(
             "EXISTS (SELECT 1 FROM alert a WHERE a.patient_id = s.patient_id AND a.rule_id = :rule_id "
-            "AND a.status IN ('open', 'acknowledged', 'snoozed') AND a.status = 'open')"
+            f"AND a.status IN {ACTIVE_ALERT_SQL} AND a.status = 'open')"
         )
         params["rule_id"] = rule_id
     sql = (

@@ -72,8 +72,6 @@ COLUMNS = [
     "open_alert_rules",
 ]
 
-_OPEN = "('open', 'acknowledged', 'snoozed')"
-
 
 def possible(mask: int | None) -> str:
     """Possible totals of a bit mask as ``8, 9 or 11``; ``unknown`` when none can be computed (never 0)."""

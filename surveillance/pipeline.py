@@ -45,12 +45,12 @@ from sqlalchemy.engine import Engine
 
 from db import bulk
 from db.engine import derived_write, is_sqlite, writer
-from db.models import RiskSnapshot, utcnow
+from db.models import ACTIVE_ALERT_SQL, RiskSnapshot, utcnow
 from db.readers import DbapiReader
 from surveillance.batch import shared_scorer
 from surveillance.calendar import clinical_day
+from surveillance.prepare import ALERT_INSERT_COLUMNS as ALERT_INSERT_COLUMNS
 from surveillance.prepare import (
-    ACTIVE_SQL,
     HISTORY_COLUMNS,
     META_COLUMNS,
     NO_ALERTS,
@@ -62,7 +62,6 @@ from surveillance.prepare import (
     select_ids,
     state_stamps,
 )
-from surveillance.prepare import ALERT_INSERT_COLUMNS as ALERT_INSERT_COLUMNS
 from surveillance.rules import load_rules
 from surveillance.rules.schema import RuleSet
 from surveillance.scoring import ENGINE_VERSION
@@ -324,7 +323,7 @@ def _write_prepared(
             "version = alert.version + 1",
             [(alert_id, version) for alert_id, version, _pair in rows],
             [now, reason],
-            extra_where=f" AND alert.status IN {ACTIVE_SQL}",
+            extra_where=f" AND alert.status IN {ACTIVE_ALERT_SQL}",
             status_after=lambda r: "resolved",
         )
         resolved += len(done)

@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from db.models import ACTIVE_ALERT_SQL, PERSON_CLOSED_SQL, RiskSnapshot
+from db.models import (
+    ACTIVE_ALERT_SQL,
+    ACTIVE_ALERT_STATUSES,
+    PERSON_CLOSED_SQL,
+    PERSON_CLOSED_STATUSES,
+    RiskSnapshot,
+    status_list,
+)
 from db.queries import SCORE_COLUMNS
 from db.readers import ColumnReader
 from surveillance.batch import LESION_COLUMNS, BatchScorer
@@ -51,11 +58,8 @@ from surveillance.rules.engine import RULE_ORDER, alert_summary, mask_max, total
 from surveillance.rules.schema import RuleSet
 from surveillance.scoring.sins import TABLE as SINS_TABLE
 
-ACTIVE_STATUSES = ("open", "acknowledged", "snoozed")
-HUMAN_CLOSED = ("done", "dismissed")
-ACTIVE_SQL = ACTIVE_ALERT_SQL
 #: The alert rows a plan reads, and so the rows the digest sums.
-PLANNED_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES + HUMAN_CLOSED) + ")"
+PLANNED_SQL = status_list(ACTIVE_ALERT_STATUSES + PERSON_CLOSED_STATUSES)
 NO_ALERTS = "0:0:0:0"
 NaT = np.datetime64("NaT", "D")
 RULE_BIT = {rule_id: i for i, rule_id in enumerate(RULE_ORDER)}
@@ -748,7 +752,7 @@ def _alert_frames(reader: ColumnReader, sel: Selection) -> tuple[pd.DataFrame, p
     active = pd.DataFrame(
         reader.rows(
             "SELECT id, patient_id, rule_id, evidence_key, status, severity, snoozed_until, escalate_at, "
-            f"escalated_at, version FROM alert{active_ix} WHERE status IN {ACTIVE_SQL} AND {where}"
+            f"escalated_at, version FROM alert{active_ix} WHERE status IN {ACTIVE_ALERT_SQL} AND {where}"
         ),
         columns=_ACTIVE_COLUMNS,
     )
@@ -935,7 +939,8 @@ def prepare_batch(
         if len(batch.ids) == 0:
             return None
         stored = _stored(reader, sel, batch.ids)
-        due = clock_due(reader, sel, now)
+        # A snooze ending or an escalation falling due forces a plan; planning everyone, no need.
+        due = set() if in_transaction else clock_due(reader, sel, now)
         clock("stored+due")
         scored = scorer.score(batch.patients, batch.lesions)
         clock("score")

@@ -1079,7 +1079,7 @@ def record_board_decision(
             text(
                 "UPDATE alert SET status = 'done', closed_at = :now, closed_by = :actor, action_taken = :taken, "
                 "close_reason = 'answered by the cancer board', version = version + 1 "
-                "WHERE patient_id = :pid AND status IN ('open', 'acknowledged', 'snoozed') AND rule_id IN "
+                f"WHERE patient_id = :pid AND status IN {m.ACTIVE_ALERT_SQL} AND rule_id IN "
                 "('" + "', '".join(BOARD_ANSWERS) + "')"
             ),
             {"now": now, "actor": identity.actor, "taken": f"board decision: {text_value[:200]}", "pid": patient.id},

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from dashboard.data.common import data_version, engine
 from db.engine import read_session
+from db.models import ACTIVE_ALERT_SQL
 from surveillance.access import Action, Identity, require
 from surveillance.audit import verify_chain
 
@@ -41,7 +42,7 @@ def health_counts(identity: Identity) -> dict[str, Any]:
         counts = conn.execute(text(
             "SELECT (SELECT COUNT(*) FROM patient) AS patients, (SELECT COUNT(*) FROM risk_snapshot) AS snapshots, "
             "(SELECT COUNT(*) FROM recompute_queue) AS queued, "
-            "(SELECT COUNT(*) FROM alert WHERE status IN ('open', 'acknowledged', 'snoozed')) AS active_alerts, "
+            f"(SELECT COUNT(*) FROM alert WHERE status IN {ACTIVE_ALERT_SQL}) AS active_alerts, "
             "(SELECT COUNT(*) FROM job_run WHERE status = 'missed') AS missed, "
             "(SELECT COUNT(*) FROM job_run WHERE status = 'failed') AS failed")).one()
         lease = conn.execute(text("SELECT name, owner, until, heartbeat_at FROM job_lease")).all()

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from dashboard.data.common import CACHE_SECONDS, data_version, engine, now, scope_key, scope_sql
 from db import queries
+from db.models import ACTIVE_ALERT_SQL
 from surveillance import break_glass
 from surveillance.access import ALL_DEPARTMENTS, Action, Identity, Role, require
 from surveillance.reports import totals_phrase
@@ -106,7 +107,7 @@ def patient_alerts(identity: Identity, patient_id: int) -> pd.DataFrame:
         rows = conn.execute(text(
             "SELECT id, version, rule_id, rule_version, severity, status, title, evidence, source, opened_at, "
             "acknowledged_by, snoozed_until, snooze_reason, escalated_at, assigned_to_id FROM alert "
-            "WHERE patient_id = :pid AND status IN ('open', 'acknowledged', 'snoozed') "
+            f"WHERE patient_id = :pid AND status IN {ACTIVE_ALERT_SQL} "
             "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'routine' THEN 2 ELSE 3 END, opened_at"),
             {"pid": patient_id}).all()
     frame = pd.DataFrame([dict(r._mapping) for r in rows])
@@ -118,7 +119,7 @@ def patient_alerts(identity: Identity, patient_id: int) -> pd.DataFrame:
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=256)
 def _alert_list(_identity: Identity, key: tuple, version: int, severity, status, limit) -> pd.DataFrame:
     sql, params = scope_sql(_identity)
-    where = ["a.status IN ('open', 'acknowledged', 'snoozed')", sql]
+    where = [f"a.status IN {ACTIVE_ALERT_SQL}", sql]
     if severity:
         where.append("a.severity = :severity")
     if status:

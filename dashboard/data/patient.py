@@ -24,6 +24,7 @@ import streamlit as st
 from sqlalchemy import text
 
 from dashboard.data.common import CACHE_SECONDS, data_version, engine, now, scope_key, scope_sql
+from db.models import ACTIVE_ALERT_SQL
 from surveillance import break_glass
 from surveillance.access import Action, Identity, require
 from surveillance.patient_case import case_from_record
@@ -264,7 +265,7 @@ def _active_alerts(_identity: Identity, key: tuple, version: int, patient_id: in
         rows = conn.execute(text(
             "SELECT a.id, a.rule_id, a.severity, a.status, a.title, a.opened_at FROM alert a "
             f"JOIN patient p ON p.id = a.patient_id WHERE a.patient_id = :pid AND {sql} "
-            "AND a.status IN ('open', 'acknowledged', 'snoozed') "
+            f"AND a.status IN {ACTIVE_ALERT_SQL} "
             "ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'routine' THEN 2 ELSE 3 END, "
             "a.opened_at"), dict(params, pid=patient_id)).all()
     return [dict(r._mapping, opened_at=as_moment(r.opened_at)) for r in rows]
