@@ -623,6 +623,8 @@ ACTIVE_ALERT_SQL = status_list(ACTIVE_ALERT_STATUSES)
 PERSON_CLOSED_SQL = status_list(PERSON_CLOSED_STATUSES)
 ACTIVE_ALERT_WHERE = f"status IN {ACTIVE_ALERT_SQL}"
 PERSON_CLOSED_WHERE = f"status IN {PERSON_CLOSED_SQL}"
+#: Open alerts whose escalation time is still ahead or due: the wake-up queries spell it so.
+ESCALATION_PENDING_WHERE = "status = 'open' AND escalated_at IS NULL AND escalate_at IS NOT NULL"
 
 
 def _partial(where: str) -> dict[str, Any]:
@@ -684,10 +686,12 @@ class Alert(SQLModel, table=True):
             "snoozed_until",
             **_partial("status = 'snoozed'"),
         ),
+        # Only alerts of a rule that escalates have an escalation time (a few thousand of the
+        # millions open): without ``escalate_at IS NOT NULL`` this index held every open alert.
         sa.Index(
             "ix_alert_escalation_due",
             "escalate_at",
-            **_partial("status = 'open' AND escalated_at IS NULL"),
+            **_partial(ESCALATION_PENDING_WHERE),
         ),
     )
 

@@ -45,7 +45,7 @@ from sqlalchemy.engine import Engine
 
 from db import bulk
 from db.engine import derived_write, is_sqlite, writer
-from db.models import ACTIVE_ALERT_SQL, RiskSnapshot, utcnow
+from db.models import ACTIVE_ALERT_SQL, ESCALATION_PENDING_WHERE, RiskSnapshot, utcnow
 from db.readers import DbapiReader
 from surveillance.batch import shared_scorer
 from surveillance.calendar import clinical_day
@@ -552,7 +552,7 @@ def incremental_ids(engine: Engine, now: datetime, today: date) -> tuple[list[in
             for r in bulk.fetchall(
                 conn,
                 f"SELECT patient_id FROM alert{snooze} WHERE status = 'snoozed' AND snoozed_until <= ? "
-                f"UNION SELECT patient_id FROM alert{escalation} WHERE status = 'open' AND escalated_at IS NULL "
+                f"UNION SELECT patient_id FROM alert{escalation} WHERE {ESCALATION_PENDING_WHERE} "
                 "AND escalate_at <= ?",
                 (now, now),
             )

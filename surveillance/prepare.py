@@ -44,6 +44,7 @@ import pandas as pd
 from db.models import (
     ACTIVE_ALERT_SQL,
     ACTIVE_ALERT_STATUSES,
+    ESCALATION_PENDING_WHERE,
     PERSON_CLOSED_SQL,
     PERSON_CLOSED_STATUSES,
     RiskSnapshot,
@@ -698,7 +699,7 @@ def clock_due(reader: ColumnReader, sel: Selection, now: datetime) -> set[int]:
         int(r[0])
         for r in reader.rows(
             f"SELECT patient_id FROM alert{snooze} WHERE status = 'snoozed' AND snoozed_until <= '{at}' AND {where} "
-            f"UNION SELECT patient_id FROM alert{escalation} WHERE status = 'open' AND escalated_at IS NULL "
+            f"UNION SELECT patient_id FROM alert{escalation} WHERE {ESCALATION_PENDING_WHERE} "
             f"AND escalate_at <= '{at}' AND {where}"
         )
     }

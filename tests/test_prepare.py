@@ -17,7 +17,7 @@ from sqlalchemy import text
 from db.engine import get_engine
 from db.readers import DbapiReader, column_from_values
 from db.schema import upgrade
-from surveillance.pipeline import recompute
+from surveillance.pipeline import incremental_ids, recompute
 from surveillance.prepare import NO_ALERTS, Selection, _value_hashes, alert_digests, clock_due
 from tests import factories
 from tests.test_pipeline import _plain, _snapshots
@@ -194,6 +194,40 @@ def test_a_snooze_that_ends_reopens_the_alert_in_a_full_run(engine):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM alert WHERE id = :i"), {"i": alert_id}).scalar() == "open"
     assert run.planned == 1
+
+
+def test_an_escalation_falling_due_wakes_its_patient_and_an_alert_without_one_never_does(engine):
+    """Both wake-up queries read ``ix_alert_escalation_due``, which holds only alerts that have an escalation time."""
+    factories.add_patients(engine, 40, seed=26)
+    recompute(engine, full=True, now=NOW)
+    with engine.connect() as conn:
+        first, second, third = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT DISTINCT patient_id FROM alert WHERE status = 'open' ORDER BY patient_id LIMIT 3")
+            )
+        ]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alert SET escalate_at = NULL, escalated_at = NULL WHERE status = 'open'"))
+        # One escalation due in 2 hours, one already stamped as escalated: only the first can fall due.
+        for pid, escalated in ((first, None), (second, NOW)):
+            conn.execute(
+                text(
+                    "UPDATE alert SET escalate_at = :at, escalated_at = :done, version = version + 1 "
+                    "WHERE id = (SELECT MIN(id) FROM alert WHERE patient_id = :p AND status = 'open')"
+                ),
+                {"at": NOW + timedelta(hours=2), "done": escalated, "p": pid},
+            )
+    everyone = (first, second, third)
+    with engine.connect() as conn:
+        reader = DbapiReader(conn)
+        assert clock_due(reader, Selection(ids=everyone), NOW + timedelta(hours=1)) == set()
+        assert clock_due(reader, Selection(ids=everyone), NOW + timedelta(hours=3)) == {first}
+        reader.end()
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM recompute_queue"))
+    assert incremental_ids(engine, NOW + timedelta(hours=1), NOW.date())[0] == []
+    assert incremental_ids(engine, NOW + timedelta(hours=3), NOW.date())[0] == [first]
 
 
 def test_every_kind_of_alert_change_moves_the_digest(engine):
