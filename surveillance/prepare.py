@@ -408,6 +408,15 @@ def _timestamps(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, format="ISO8601")
 
 
+def _pair_keys(patient_ids: np.ndarray, rule_ids: np.ndarray) -> np.ndarray:
+    """One int64 per (patient, rule): ``patient * 64 + the rule's bit``; a rule no longer in the set gets 63.
+
+    Rules outside ``RULE_ORDER`` never fire, so their alerts only need to differ from every firing.
+    """
+    bits = np.fromiter((RULE_BIT.get(r, 63) for r in rule_ids), dtype=np.int64, count=len(rule_ids))
+    return np.asarray(patient_ids, dtype=np.int64) * 64 + bits
+
+
 _ACTIVE_COLUMNS = [
     "id",
     "patient_id",
@@ -444,8 +453,13 @@ def plan_alerts(
     fired = fired.copy()
     fired["patient_id"] = fired["patient_id"].astype(np.int64)
     active["patient_id"] = active["patient_id"].astype(np.int64)
+    fired_pairs = _pair_keys(fired["patient_id"].to_numpy(), fired["rule_id"].to_numpy())
+    active_pairs = _pair_keys(active["patient_id"].to_numpy(), active["rule_id"].to_numpy())
     # At most one active alert per (patient, rule) — a partial unique index — so the merge keeps the rows.
-    m = fired.merge(active, on=["patient_id", "rule_id"], how="left", sort=False)
+    # One int64 key instead of (patient, rule text): a third of the plan's time went to the two-column merges.
+    m = fired.assign(pair=fired_pairs).merge(
+        active.drop(columns=["patient_id", "rule_id"]).assign(pair=active_pairs), on="pair", how="left", sort=False
+    )
     has_active = m["id"].notna().to_numpy()
     same = has_active & (m["active_key"] == m["key"]).to_numpy()
     now_ts = pd.Timestamp(now)
@@ -526,10 +540,8 @@ def plan_alerts(
                 )
             )
     if len(active):
-        cleared = active.merge(fired[["patient_id", "rule_id"]].drop_duplicates(), how="left", indicator=True)
-        for alert_id, version, pid, rule in cleared.loc[
-            cleared["_merge"] == "left_only", ["id", "version", "patient_id", "rule_id"]
-        ].itertuples(index=False, name=None):
+        cleared = active.loc[~np.isin(active_pairs, fired_pairs), ["id", "version", "patient_id", "rule_id"]]
+        for alert_id, version, pid, rule in cleared.itertuples(index=False, name=None):
             resolves.append((now, "condition cleared", int(alert_id), int(version), (int(pid), rule)))
     return _AlertPlan(inserts, updates, resolves, open_rows)
 

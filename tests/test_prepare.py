@@ -18,7 +18,8 @@ from db.engine import get_engine
 from db.readers import DbapiReader, column_from_values
 from db.schema import upgrade
 from surveillance.pipeline import incremental_ids, recompute
-from surveillance.prepare import NO_ALERTS, Selection, _value_hashes, alert_digests, clock_due
+from surveillance.prepare import NO_ALERTS, Selection, _pair_keys, _value_hashes, alert_digests, clock_due
+from surveillance.rules.engine import RULE_ORDER
 from tests import factories
 from tests.test_pipeline import _plain, _snapshots
 
@@ -228,6 +229,53 @@ def test_an_escalation_falling_due_wakes_its_patient_and_an_alert_without_one_ne
         conn.execute(text("DELETE FROM recompute_queue"))
     assert incremental_ids(engine, NOW + timedelta(hours=1), NOW.date())[0] == []
     assert incremental_ids(engine, NOW + timedelta(hours=3), NOW.date())[0] == [first]
+
+
+def test_active_alerts_of_rules_no_longer_in_the_set_are_resolved_and_firings_keep_theirs(engine):
+    """The plan joins firings to active alerts on (patient, rule); rules outside the set share one key slot."""
+    factories.add_patients(engine, 40, seed=27)
+    recompute(engine, full=True, now=NOW)
+    pid = _patient_with_open_alerts(engine)
+    with engine.begin() as conn:
+        kept, first = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT id FROM alert WHERE patient_id = :p AND status = 'open' ORDER BY id LIMIT 2"),
+                {"p": pid},
+            )
+        ]
+        # Two retired rules of the same patient: neither may shadow the other or a firing rule.
+        conn.execute(
+            text("UPDATE alert SET rule_id = 'retired-a', version = version + 1 WHERE id = :i"), {"i": first}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO alert (patient_id, rule_id, rule_version, severity, status, title, evidence, "
+                "evidence_key, source, opened_at, version) SELECT patient_id, 'retired-b', rule_version, severity, "
+                "'open', title, evidence, evidence_key, source, opened_at, 1 FROM alert WHERE id = :i"
+            ),
+            {"i": first},
+        )
+    recompute(engine, full=True, now=NOW + timedelta(hours=1))
+    with engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                text("SELECT rule_id, status FROM alert WHERE patient_id = :p AND rule_id LIKE 'retired-%'"),
+                {"p": pid},
+            ).all()
+        )
+        kept_status = conn.execute(text("SELECT status FROM alert WHERE id = :i"), {"i": kept}).scalar()
+    assert rows == {"retired-a": "resolved", "retired-b": "resolved"}
+    assert kept_status == "open"
+
+
+def test_pair_keys_keep_every_rule_apart_and_retired_rules_apart_from_them():
+    pids = np.repeat(np.array([1, 2, 10**9], dtype=np.int64), len(RULE_ORDER))
+    rules = np.array(RULE_ORDER * 3, dtype=object)
+    keys = set(_pair_keys(pids, rules).tolist())
+    assert len(keys) == len(pids)
+    retired = _pair_keys(np.array([1, 2, 10**9]), np.array(["retired-a", "retired-b", "retired-c"], dtype=object))
+    assert not keys & set(retired.tolist())
 
 
 def test_every_kind_of_alert_change_moves_the_digest(engine):
