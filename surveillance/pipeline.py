@@ -54,6 +54,8 @@ from surveillance.prepare import (
     HISTORY_COLUMNS,
     META_COLUMNS,
     NO_ALERTS,
+    OPEN_RULES_ORDER,
+    OPEN_RULES_ORDER_KEY,
     SNAPSHOT_COLUMNS,
     PreparedBatch,
     Selection,
@@ -542,8 +544,8 @@ def incremental_ids(engine: Engine, now: datetime, today: date) -> tuple[list[in
             )
         )
         # The partial indexes hold exactly these rows.  SQLite is told to use them: without
-        # statistics it prefers ix_alert_status_patient (status = 'open') and scans every open
-        # alert — 2.8 s instead of a millisecond at a million patients.
+        # statistics it preferred a status-led index (then ix_alert_status_patient) and scanned
+        # every open alert — 2.8 s instead of a millisecond at a million patients.
         snooze, escalation = (
             (" INDEXED BY ix_alert_snooze_ends", " INDEXED BY ix_alert_escalation_due") if is_sqlite(engine) else ("", "")
         )
@@ -666,6 +668,7 @@ def recompute(
             refresh_trend_tables(engine, today, now=now)
         if full:
             optimize(engine)
+            _record_open_rules_order(engine, now)
         result.status = "success"
     except BaseException as err:
         result.status = "failed"
@@ -679,6 +682,16 @@ def recompute(
     result.seconds = time.perf_counter() - started
     _finish_run(engine, result, utcnow())
     return result
+
+
+def _record_open_rules_order(engine: Engine, now: datetime) -> None:
+    """After a complete full run every stored ``open_rules`` mask uses this code's rule order (prepare.py)."""
+    with derived_write(engine) as conn:
+        bulk.execute(
+            conn,
+            bulk.upsert_sql("app_setting", ["key", "value", "updated_at"], ["key"]),
+            (OPEN_RULES_ORDER_KEY, OPEN_RULES_ORDER, now),
+        )
 
 
 def _worker_count(workers: int | None, patients: int) -> int:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import text
 
 from db.models import (
     ACTIVE_ALERT_SQL,
@@ -406,6 +407,25 @@ def _evidence_keys(evaluation: Evaluation, rule_id: str, rows: np.ndarray) -> np
 def _timestamps(values: pd.Series) -> pd.Series:
     """Stored timestamps (text on SQLite, datetimes on PostgreSQL) as UTC; naive ones are UTC."""
     return pd.to_datetime(values, utc=True, format="ISO8601")
+
+
+#: ``app_setting`` key: the rule order (``RULE_ORDER``) of the bits in ``risk_snapshot.open_rules``,
+#: written when a full run completes.  A full run re-plans every patient whose firings' fingerprint
+#: changed, and a rule that moved changes it, so after one every mask uses the order of its code.
+OPEN_RULES_ORDER_KEY = "open_rules_order"
+OPEN_RULES_ORDER = ",".join(RULE_ORDER)
+
+
+def open_rule_mask(conn, rule_id: str | None) -> int | None:
+    """The bit of ``rule_id`` in the stored ``open_rules`` masks, or None when they may use another order.
+
+    None until a full run of this code has completed (a release that reorders ``RULE_ORDER``
+    leaves older masks behind until then), and for a rule the engine does not know.
+    """
+    if not rule_id or rule_id not in RULE_BIT:
+        return None
+    stored = conn.execute(text("SELECT value FROM app_setting WHERE key = :k"), {"k": OPEN_RULES_ORDER_KEY}).scalar()
+    return 1 << RULE_BIT[rule_id] if stored == OPEN_RULES_ORDER else None
 
 
 def _pair_keys(patient_ids: np.ndarray, rule_ids: np.ndarray) -> np.ndarray:

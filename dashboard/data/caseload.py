@@ -14,6 +14,7 @@ from db import queries
 from db.models import ACTIVE_ALERT_SQL
 from surveillance import break_glass
 from surveillance.access import ALL_DEPARTMENTS, Action, Identity, Role, require
+from surveillance.prepare import open_rule_mask
 from surveillance.reports import totals_phrase
 from surveillance.rules import load_rules
 from surveillance.rules.engine import totals_of
@@ -29,7 +30,8 @@ def _caseload(_identity: Identity, key: tuple, version: int, tier, rule_id, prim
     sql, params = scope_sql(_identity)
     with engine().connect() as conn:
         rows = queries.caseload(conn, scope_sql=sql, scope_params=params, tier=tier, rule_id=rule_id,
-                                primary_site=primary_site, nurse_id=nurse_id, limit=limit)
+                                open_rule_mask=open_rule_mask(conn, rule_id), primary_site=primary_site,
+                                nurse_id=nurse_id, limit=limit)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
