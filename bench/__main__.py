@@ -16,7 +16,10 @@ process so its peak RSS is its own:
 * ``caseload_ms`` — median top-200 caseload query over several filters
   (none, a nurse, a tier, a primary site, an alert type), the slowest filter
   reported too; ``overdue_ms`` — the overdue-imaging list; ``sre_trend_ms`` —
-  the monthly SRE trend.
+  the monthly SRE trend;
+* ``caseload_filters`` — the caseload under every filter and pair of filters the
+  page offers (every site, alert type and tier alone and in pairs, a nurse with
+  each): how many, the median, 95th percentile and slowest, how many over 20 ms.
 
 SQLite by default (a file in a temporary directory); ``--database-url`` for
 PostgreSQL (the database is emptied first).  Timings are wall clock on this
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  caseload top-200: median {queries['caseload_ms']:.1f} ms (slowest filter "
             f"{queries['caseload_worst_filter']} {queries['caseload_worst_ms']:.1f} ms); "
             f"overdue {queries['overdue_ms']:.1f} ms; SRE trend {queries['sre_trend_ms']:.1f} ms")
+        filters = _child("filters", url)
+        log(f"  caseload, {filters['filters']:,} filter combinations: median {filters['median_ms']:.1f} ms, "
+            f"p95 {filters['p95_ms']:.1f} ms, slowest {filters['max_ms']:.1f} ms, {filters['over_20ms']} over 20 ms; "
+            f"slowest: {filters['slowest']}")
         figures = {
             "patients": args.patients,
             "backend": url.split(":")[0].split("+")[0],
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             "caseload_worst_ms": round(queries["caseload_worst_ms"], 2),
             "overdue_ms": round(queries["overdue_ms"], 2),
             "sre_trend_ms": round(queries["sre_trend_ms"], 2),
+            "incremental_1k_runs_ms": incremental["runs_ms"],
+            "caseload_filters": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in filters.items()},
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         }
     if args.json:

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from db import queries
 from db.engine import get_engine, write_session
 from db.schema import upgrade
+from surveillance.prepare import open_rule_mask
 
 NOW = datetime.now(timezone.utc)
 
@@ -166,7 +167,11 @@ def step_queries(url: str) -> dict:
             "alert_type": {"rule_id": "escc-high-grade"},
             "nurse+tier+alert": {"nurse_id": nurse, "tier": "intermediate", "rule_id": "bma-dose-overdue"},
         }
-        caseload = {name: _median_ms(lambda f=f: queries.caseload(conn, **f)) for name, f in filters.items()}
+        # As the caseload page asks: with the alert type's bit in the stored open-rule masks.
+        caseload = {
+            name: _median_ms(lambda f=f: queries.caseload(conn, open_rule_mask=open_rule_mask(conn, f.get("rule_id")), **f))
+            for name, f in filters.items()
+        }
         worst = max(caseload, key=caseload.get)
         overdue = _median_ms(lambda: queries.overdue_imaging(conn, today=NOW.date()))
         since = (NOW.date().replace(day=1) - timedelta(days=5 * 365)).replace(day=1)
@@ -183,6 +188,44 @@ def step_queries(url: str) -> dict:
     }
 
 
+def step_filters(url: str) -> dict:
+    """The caseload under every filter and pair the page offers, as the page asks (each the median of 3).
+
+    Every primary site, alert type and tier alone; every tier with every alert type; every site with
+    every alert type and with every tier; a nurse alone and with each of those single filters.
+    """
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        nurse = conn.execute(text("SELECT id FROM app_user WHERE role = 'nurse' ORDER BY id LIMIT 1")).scalar()
+        sites = [r[0] for r in conn.execute(text("SELECT DISTINCT primary_site FROM patient ORDER BY 1")) if r[0]]
+        rules = [r[0] for r in conn.execute(text("SELECT DISTINCT rule_id FROM alert ORDER BY 1"))]
+        tiers = [r[0] for r in conn.execute(text("SELECT DISTINCT tier FROM risk_snapshot ORDER BY 1"))]
+        single = [{"primary_site": x} for x in sites] + [{"rule_id": x} for x in rules] + [{"tier": x} for x in tiers]
+        combos = [{}, {"nurse_id": nurse}, *single, *[dict(f, nurse_id=nurse) for f in single]]
+        combos += [{"tier": t, "rule_id": r} for t in tiers for r in rules]
+        combos += [{"primary_site": p, "rule_id": r} for p in sites for r in rules]
+        combos += [{"primary_site": p, "tier": t} for p in sites for t in tiers]
+        timed = []
+        for f in combos:
+            mask = open_rule_mask(conn, f.get("rule_id"))
+            runs = []
+            for _ in range(3):
+                start = time.perf_counter()
+                queries.caseload(conn, open_rule_mask=mask, **f)
+                runs.append((time.perf_counter() - start) * 1000)
+            timed.append((statistics.median(runs), f))
+    timed.sort(key=lambda t: -t[0])
+    ms = [t[0] for t in timed]
+    return {
+        "filters": len(ms),
+        "median_ms": statistics.median(ms),
+        "p95_ms": ms[len(ms) // 20],
+        "max_ms": ms[0],
+        "over_20ms": sum(m > 20 for m in ms),
+        "slowest": [[round(m, 1), f] for m, f in timed[:5]],
+    }
+
+
 def main(argv: list[str]) -> int:
     step, url, *rest = argv
     if step == "generate":
@@ -193,6 +236,8 @@ def main(argv: list[str]) -> int:
         result = step_incremental(url, int(rest[0]), int(rest[1]))
     elif step == "queries":
         result = step_queries(url)
+    elif step == "filters":
+        result = step_filters(url)
     else:
         raise SystemExit(f"unknown step {step}")
     result["peak_rss_mb"] = _peak_rss_mb()
