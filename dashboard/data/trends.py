@@ -695,12 +695,15 @@ def _burden(version: int, site, department) -> calc.CountTable:
     where, params = _patient_filter(site, department)
     with engine().connect() as conn, conn.begin():
         _Sql(conn)
+        # Every active alert, read from the partial index that holds all the columns needed (SQLite
+        # otherwise picks the status-led one and reads each alert's row: 413 instead of 310 ms at 100k).
+        covering = " INDEXED BY ix_alert_rule_status_patient" if conn.dialect.name == "sqlite" else ""
         frame = _frame(
             conn,
             (
                 "SELECT COALESCE(a.assigned_to_id, p.assigned_nurse_id), a.severity, COUNT(*) "
-                f"FROM alert a JOIN patient p ON p.id = a.patient_id WHERE a.status IN {ACTIVE_ALERT} AND {where} "
-                "GROUP BY 1, 2"
+                f"FROM alert a{covering} JOIN patient p ON p.id = a.patient_id "
+                f"WHERE a.status IN {ACTIVE_ALERT} AND {where} GROUP BY 1, 2"
             ),
             params,
             ["holder_id", "severity", "n"],
