@@ -75,3 +75,9 @@ def sign_in(page, url: str, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def wait_settled(page, timeout: int = 60_000) -> None:
+    """Wait until the script run is over (no "Running…"/Stop widget): until then the page may still show
+    the previous run's elements beside the new ones (two forms for one field)."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)

@@ -13,7 +13,7 @@ from surveillance import service
 from surveillance.access import Identity, Role
 from surveillance.pipeline import recompute
 from tests import factories
-from tests.browser.conftest import sign_in, start_app, stop_app
+from tests.browser.conftest import sign_in, start_app, stop_app, wait_settled
 
 pytestmark = pytest.mark.browser
 NOW = datetime.now(timezone.utc)
@@ -63,8 +63,11 @@ def test_nurse_acknowledges_and_snoozes_and_the_patients_leave_the_caseload(app,
     page.get_by_role("button", name="Acknowledge").click()
     page.get_by_role("heading", name=re.compile("E2E-SNOOZE")).wait_for(timeout=TIMEOUT)
     assert _open_alerts(engine, patients["E2E-ACK"]) == []
-    # Now E2E-SNOOZE is first: snooze its alert with a reason.
+    # Now E2E-SNOOZE is first: snooze its alert with a reason.  Until the acknowledging run is over the
+    # page may still hold E2E-ACK's form beside the new one (CI saw two "Reason" fields).
+    wait_settled(page, TIMEOUT)
     page.get_by_role("button", name="Snooze").first.click()
+    wait_settled(page, TIMEOUT)
     page.get_by_label("Reason").fill("MRI booked for next week")
     page.get_by_role("button", name="Snooze").last.click()
     page.get_by_role("heading", name=re.compile("E2E-FORM")).wait_for(timeout=TIMEOUT)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from db.engine import dispose_engines, get_engine
 from tests import factories
-from tests.browser.conftest import ROOT, sign_in, start_app, stop_app
+from tests.browser.conftest import ROOT, sign_in, start_app, stop_app, wait_settled
 from tests.conftest import PG_URL
 from tests.importing.helpers import SAMPLES, bundle, ecog, patient
 
@@ -90,8 +90,8 @@ def _grid_rows(page) -> list[dict[str, str]]:
 
 
 def _settled(page) -> None:
-    """Wait until the script run is over (no "Running…"/Stop widget) and the grid has painted, for a screenshot."""
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=TIMEOUT)
+    """Wait until the script run is over and the grid has painted, for a screenshot."""
+    wait_settled(page, TIMEOUT)
     page.wait_for_timeout(500)
 
 
