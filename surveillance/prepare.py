@@ -718,23 +718,26 @@ def alert_digests(reader: ColumnReader, sel: Selection) -> dict[int, str]:
     }
 
 
+def wake_up_sql(dialect: str, at: str, where: str = "1 = 1") -> str:
+    """The patients whose snooze has ended or whose escalation is due at ``at`` (an SQL value or ``?``).
+
+    Both queries read a small partial index; SQLite is told to (without statistics it preferred a
+    status-led index and scanned every open alert: 2.8 s instead of a millisecond at 1M).
+    """
+    snooze, escalation = (
+        (" INDEXED BY ix_alert_snooze_ends", " INDEXED BY ix_alert_escalation_due") if dialect == "sqlite" else ("", "")
+    )
+    return (
+        f"SELECT patient_id FROM alert{snooze} WHERE status = 'snoozed' AND snoozed_until <= {at} AND {where} "
+        f"UNION SELECT patient_id FROM alert{escalation} WHERE {ESCALATION_PENDING_WHERE} "
+        f"AND escalate_at <= {at} AND {where}"
+    )
+
+
 def clock_due(reader: ColumnReader, sel: Selection, now: datetime) -> set[int]:
     """Patients with a snooze that has ended or an escalation that is due at ``now`` (the plan acts on these)."""
-    at = now.isoformat(" ")
-    snooze, escalation = (
-        (" INDEXED BY ix_alert_snooze_ends", " INDEXED BY ix_alert_escalation_due")
-        if reader.dialect == "sqlite"
-        else ("", "")
-    )
-    where = sel.where("patient_id")
-    return {
-        int(r[0])
-        for r in reader.rows(
-            f"SELECT patient_id FROM alert{snooze} WHERE status = 'snoozed' AND snoozed_until <= '{at}' AND {where} "
-            f"UNION SELECT patient_id FROM alert{escalation} WHERE {ESCALATION_PENDING_WHERE} "
-            f"AND escalate_at <= '{at}' AND {where}"
-        )
-    }
+    at = "'" + now.isoformat(" ") + "'"
+    return {int(r[0]) for r in reader.rows(wake_up_sql(reader.dialect, at, sel.where("patient_id")))}
 
 
 def _stored(reader: ColumnReader, sel: Selection, ids: np.ndarray) -> dict[str, np.ndarray]:

@@ -8,13 +8,11 @@ type 530 ms).  Now:
 * the four priority indexes carry the caseload filters that seldom change
   (active, primary site, tier, nurse) after the priority, so SQLite checks them on
   the index entry and reads the row only of a patient who passes;
-* a filter that matches few rows drives the query instead (db/queries.py), through:
-
-* ``ix_alert_rule_status_patient`` — the active-alert index of
+* a filter that matches few rows drives the query instead (db/queries.py), through
+  ``ix_alert_rule_status_patient`` — the active-alert index of
   ``ix_alert_status_patient`` led by the rule, so an alert type's open alerts are
-  one range.  Same columns and predicate, so the Trends burden it covered is still
-  covered, and a recompute writes no more index entries than before.
-* ``ix_snapshot_site`` on ``risk_snapshot.primary_site``, which a recompute
+  one range (same columns and predicate, so it still covers the Trends burden) —
+  or ``ix_snapshot_site`` on ``risk_snapshot.primary_site``, which a recompute
   leaves alone (the snapshot writer sets an indexed column only when it changed).
 
 Revision ID: b8c4d5e00008
